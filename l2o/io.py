@@ -1,0 +1,218 @@
+"""Learned-optimizer files: ``NAME.json`` (description) + ``NAME.msgpack`` (weights).
+
+``NAME.json`` holds the format version, the architecture's registry name and full
+config, its input features, the meta-parameter shapes, the weights file's name, size and
+sha256, and the provenance (the caller's ``meta`` -- task families, steps, strategy, seed,
+wall time... -- plus date, package versions, device and Python filled in automatically).
+``NAME.msgpack`` is ``flax.serialization.to_bytes(theta)``. Both are written atomically
+(temporary file + ``os.replace``), weights first, so a reader never sees a description
+of weights that are not there yet.
+
+    json_path, weights_path = l2o.save("runs/x/my_lopt", lopt, theta, {"steps": 1500})
+    lopt, theta, record = l2o.load("runs/x/my_lopt")       # record["provenance"]["steps"]
+    lopt, theta, record = l2o.load_pretrained(l2o.list_pretrained()[0])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import importlib.metadata
+import importlib.resources
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from l2o import registry
+from l2o.features import count_params
+from l2o.optax_adapter import check_meta_params
+
+FORMAT_VERSION = 1
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "evosax", "numpy", "l2o")
+
+
+def _base_path(path: str | os.PathLike) -> Path:
+    """``dir/NAME`` from ``dir/NAME``, ``dir/NAME.json`` or ``dir/NAME.msgpack``."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".json", ".msgpack") else path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.generic, jax.Array, np.ndarray)):
+        return np.asarray(obj).tolist()
+    if isinstance(obj, (Path, datetime.date)):
+        return str(obj)
+    raise TypeError(f"meta value {obj!r} of type {type(obj).__name__} is not JSON-serialisable")
+
+
+def _versions() -> dict:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _shapes(tree: Any) -> dict:
+    return {
+        jax.tree_util.keystr(path): [list(leaf.shape), str(leaf.dtype)]
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def save(path: str | os.PathLike, lopt: Any, theta: Any, meta: dict | None = None) -> tuple[Path, Path]:
+    """Write ``lopt`` + ``theta`` as ``NAME.json`` + ``NAME.msgpack``; returns both paths.
+
+    Args:
+      path: ``dir/NAME`` (a ``.json``/``.msgpack`` suffix is dropped); ``dir`` is created.
+      lopt: a registered learned optimizer (``l2o.registry.names()``).
+      theta: its meta-parameters (shapes must match ``lopt.init_meta_params``).
+      meta: JSON-serialisable provenance (task families, steps, strategy, seed, ...);
+        its keys override the automatic ones (date, versions, device, python).
+    """
+    if lopt.name not in registry.OPTIMIZERS:
+        raise ValueError(f"{lopt!r} is not a registered architecture ({registry.names()}).")
+    meta = {} if meta is None else meta
+    if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
+        raise TypeError(f"meta must be a dict with str keys; got {meta!r}.")
+    check_meta_params(lopt, theta)
+    theta = jax.device_get(theta)
+    base = _base_path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    json_path, weights_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".msgpack")
+
+    weights = serialization.to_bytes(theta)
+    device = jax.devices()[0]
+    provenance = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "device": f"{device.platform}:{device.device_kind}",
+        "python": platform.python_version(),
+        **meta,
+    }
+    record = {
+        "format_version": FORMAT_VERSION,
+        "name": base.name,
+        "architecture": lopt.name,
+        "config": {f.name: getattr(lopt, f.name) for f in dataclasses.fields(lopt)},
+        "features": lopt.feature_names(),
+        "num_meta_params": count_params(theta),
+        "meta_param_shapes": _shapes(theta),
+        "weights": {
+            "file": weights_path.name,
+            "bytes": len(weights),
+            "sha256": hashlib.sha256(weights).hexdigest(),
+        },
+        "provenance": provenance,
+    }
+    text = json.dumps(record, indent=2, default=_json_default) + "\n"
+    _write_atomic(weights_path, weights)
+    _write_atomic(json_path, text.encode())
+    return json_path, weights_path
+
+
+def _fail(path: Path, problem: str, fix: str) -> ValueError:
+    return ValueError(f"{path}: {problem}. {fix}")
+
+
+def load(path: str | os.PathLike) -> tuple[Any, Any, dict]:
+    """Read a pair written by `save`; returns ``(lopt, theta, record)``.
+
+    ``record`` is the parsed ``NAME.json`` (``record["provenance"]`` holds save's
+    ``meta``). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming
+    the file for: unreadable/truncated JSON, a newer format version, an unknown
+    architecture or config, a weights file that is truncated, fails its sha256 check or
+    is not msgpack, and meta-parameter shapes that do not match the architecture.
+    """
+    base = _base_path(path)
+    json_path = base.with_name(base.name + ".json")
+    if not json_path.is_file():
+        raise FileNotFoundError(
+            f"{json_path}: no such learned-optimizer description; pass the path given to "
+            "l2o.save (dir/NAME, with or without .json)."
+        )
+    redo = "Re-save it with l2o.save or restore the file from its source."
+    try:
+        record = json.loads(json_path.read_text())
+        version = record["format_version"]
+        architecture, config = record["architecture"], record["config"]
+        weights_info = record["weights"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise _fail(json_path, f"not a valid l2o description ({type(err).__name__}: {err}); the file is truncated or corrupt", redo) from None
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise _fail(
+            json_path,
+            f"format_version {version!r} is newer than this l2o reads ({FORMAT_VERSION})",
+            "Upgrade l2o (pip install -U l2o) to load it.",
+        )
+    if architecture not in registry.OPTIMIZERS:
+        raise _fail(json_path, f"unknown architecture {architecture!r}; this l2o knows {registry.names()}", "Upgrade l2o or load the file with the package that wrote it.")
+    try:
+        lopt = registry.get(architecture, **config)
+    except (TypeError, ValueError) as err:
+        raise _fail(json_path, f"config not accepted by {architecture!r} ({err})", "Upgrade l2o or fix the config.") from None
+
+    weights_path = json_path.with_name(weights_info["file"])
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path}: weights file named by {json_path} is missing. {redo}")
+    data = weights_path.read_bytes()
+    if len(data) != weights_info["bytes"]:
+        raise _fail(weights_path, f"has {len(data)} bytes, {json_path.name} says {weights_info['bytes']} (truncated or replaced)", redo)
+    if hashlib.sha256(data).hexdigest() != weights_info["sha256"]:
+        raise _fail(weights_path, f"sha256 differs from the one recorded in {json_path.name} (file modified or corrupt)", redo)
+    try:
+        raw = serialization.msgpack_restore(data)
+    except Exception as err:  # msgpack raises several unrelated types on bad input
+        raise _fail(weights_path, f"is not a flax msgpack file ({type(err).__name__}: {err})", redo) from None
+
+    template = jax.eval_shape(lopt.init_meta_params, jax.random.key(0))
+    expected, found = _shapes(template), _shapes(jax.tree.map(np.asarray, raw))
+    if expected != found:
+        diff = {k: (expected.get(k), found.get(k)) for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)}
+        raise _fail(weights_path, f"meta-parameters do not match {lopt!r}: (expected, found) per leaf {diff}", "The weights were saved for another config; re-save them with the config that made them.")
+    theta = jax.tree.map(jnp.asarray, serialization.from_state_dict(template, raw))
+    return lopt, theta, record
+
+
+def _pretrained_dir() -> Path:
+    """Directory of the shipped ``NAME.json`` + ``NAME.msgpack`` pairs (package data)."""
+    return Path(str(importlib.resources.files("l2o") / "pretrained"))
+
+
+def list_pretrained() -> list[str]:
+    """Sorted names of the learned optimizers shipped in ``l2o/pretrained/``."""
+    directory = _pretrained_dir()
+    return sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
+
+
+def load_pretrained(name: str) -> tuple[Any, Any, dict]:
+    """`load` the shipped optimizer ``name``; unknown names raise listing the available ones."""
+    available = list_pretrained()
+    if name not in available:
+        raise KeyError(f"no pretrained learned optimizer {name!r}; available: {available}.")
+    return load(_pretrained_dir() / name)

@@ -1,0 +1,189 @@
+"""Coordinatewise LSTM learned optimizer (Andrychowicz et al. 2016).
+
+One LSTM, shared by every scalar coordinate, with a hidden and cell state per coordinate.
+All N coordinates (every leaf, concatenated) run as one batch, so each layer is a single
+(N, in + H) x (in + H, 4H) matmul. Per step:
+
+    x   = preprocess(g)                          (N, 2): (log|g|/p, sign g) if |g| >= e^-p
+                                                          else (-1, e^p g)
+          [+ preprocess(m), m <- b m + (1-b) g]  with momentum_decay=b   (N, 2 more)
+    z_l = [x_l, h_l] W_l + b_l [+ u W_l^u]       gates i, f, g, o;  x_1 = x, x_{l+1} = h_l
+    c_l <- sigmoid(f) c_l + sigmoid(i) tanh(g);  h_l <- sigmoid(o) tanh(c_l)
+    update = output_scale * (h_L w_out + b_out)
+
+With ``use_loss=True`` a global input u = clip(log(loss), -25, 25) / 10 (the same for
+every coordinate) is added; its contribution W^u u is folded into the first layer's bias.
+Because |h| < 1 the update is bounded by output_scale * (|w_out|_1 + |b_out|).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from l2o import features as F
+from l2o.optax_adapter import as_optax
+
+
+@struct.dataclass
+class LSTMOptState:
+    """State of `LSTMOptimizer`: L layers, N coordinates, H hidden units.
+
+    Attributes:
+      step: int32 scalar, steps taken so far.
+      num_steps: int32 scalar, training horizon (kept for a uniform interface).
+      hidden: (L, N, H) float32 hidden states.
+      cell: (L, N, H) float32 cell states.
+      momentum: (N,) float32 gradient momentum (zeros unless momentum_decay is set).
+    """
+
+    step: jax.Array
+    num_steps: jax.Array
+    hidden: jax.Array
+    cell: jax.Array
+    momentum: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class LSTMOptimizer:
+    """Coordinatewise LSTM optimizer; frozen, hashable static config (see module doc)."""
+
+    hidden_size: int = 20
+    num_layers: int = 2
+    preprocess_p: float = 10.0
+    output_scale: float = 0.1
+    momentum_decay: float | None = None
+    use_loss: bool = False
+    forget_bias: float = 1.0
+
+    name: ClassVar[str] = "lstm"
+
+    def __post_init__(self):
+        if int(self.hidden_size) != self.hidden_size or self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be a positive integer; got {self.hidden_size!r}.")
+        if int(self.num_layers) != self.num_layers or self.num_layers < 1:
+            raise ValueError(f"num_layers must be a positive integer; got {self.num_layers!r}.")
+        if not self.preprocess_p > 0:
+            raise ValueError(f"preprocess_p must be > 0; got {self.preprocess_p!r}.")
+        if self.momentum_decay is not None and not 0.0 <= self.momentum_decay < 1.0:
+            raise ValueError(
+                f"momentum_decay must be None or in [0, 1); got {self.momentum_decay!r}."
+            )
+
+    @property
+    def uses_loss(self) -> bool:
+        """Whether `update` reads its ``loss`` argument."""
+        return bool(self.use_loss)
+
+    @property
+    def num_inputs(self) -> int:
+        """Per-coordinate inputs of the first layer."""
+        return 2 if self.momentum_decay is None else 4
+
+    def feature_names(self) -> list[str]:
+        """Names of the LSTM inputs, in column order (global inputs last)."""
+        names = ["log|g|/p or -1", "sign(g) or e^p g"]
+        if self.momentum_decay is not None:
+            names += [f"log|m_{self.momentum_decay}|/p or -1", f"sign(m_{self.momentum_decay}) or e^p m"]
+        if self.use_loss:
+            names.append("log(loss)/10")
+        return names
+
+    def __repr__(self) -> str:
+        return F.config_repr(self)
+
+    def summary(self) -> str:
+        """Config, input features and number of meta-parameters, one per line."""
+        return F.summary(self)
+
+    def init_meta_params(self, key: jax.Array) -> dict:
+        """theta = {"layer_l": {"w": (in_l + H, 4H), "b": (4H,)[, "w_global": (1, 4H)]},
+        "output": {"w": (H,), "b": ()}}; uniform(+-1/sqrt(H)) weights, forget-gate bias
+        ``forget_bias`` (gate order i, f, g, o)."""
+        hidden = self.hidden_size
+        bound = 1.0 / math.sqrt(hidden)
+        keys = jax.random.split(key, self.num_layers + 2)
+        theta = {}
+        for layer in range(self.num_layers):
+            fan_in = (self.num_inputs if layer == 0 else hidden) + hidden
+            bias = jnp.zeros((4 * hidden,), jnp.float32).at[hidden : 2 * hidden].set(self.forget_bias)
+            theta[f"layer_{layer}"] = {
+                "w": jax.random.uniform(keys[layer], (fan_in, 4 * hidden), jnp.float32, -bound, bound),
+                "b": bias,
+            }
+        if self.use_loss:
+            theta["layer_0"]["w_global"] = jax.random.uniform(
+                keys[-2], (1, 4 * hidden), jnp.float32, -bound, bound
+            )
+        theta["output"] = {
+            "w": jax.random.uniform(keys[-1], (hidden,), jnp.float32, -bound, bound),
+            "b": jnp.zeros((), jnp.float32),
+        }
+        return theta
+
+    def init(self, theta: dict, params: Any, num_steps: int | jax.Array = 1000) -> LSTMOptState:
+        """Zero hidden/cell states, one row per coordinate of ``params``."""
+        del theta
+        if isinstance(num_steps, (int, float)) and num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1; got {num_steps}.")
+        n = F.tree_layout(params).num_coordinates
+        zeros = jnp.zeros((self.num_layers, n, self.hidden_size), jnp.float32)
+        return LSTMOptState(
+            step=jnp.zeros((), jnp.int32),
+            num_steps=jnp.asarray(num_steps, jnp.int32),
+            hidden=zeros,
+            cell=zeros,
+            momentum=jnp.zeros((n,), jnp.float32),
+        )
+
+    def update(
+        self, theta: dict, grads: Any, state: LSTMOptState, params: Any, loss: jax.Array = None
+    ) -> tuple[Any, LSTMOptState]:
+        """One LSTM step over all coordinates (see module doc); updates in params' dtypes.
+
+        ``params`` only fixes the output structure/dtypes; ``loss`` is read only when
+        ``use_loss`` is set.
+        """
+        layout = F.tree_layout(params)
+        g = F.sanitize(F.flatten(grads), F.GRAD_LIMIT)
+        x = F.lstm_preprocess(g, self.preprocess_p)
+        momentum = state.momentum
+        if self.momentum_decay is not None:
+            momentum = self.momentum_decay * momentum + (1.0 - self.momentum_decay) * g
+            x = jnp.concatenate([x, F.lstm_preprocess(momentum, self.preprocess_p)], axis=1)
+
+        new_hidden, new_cell = [], []
+        for layer in range(self.num_layers):
+            params_l = theta[f"layer_{layer}"]
+            bias = params_l["b"]
+            if layer == 0 and self.use_loss:
+                if loss is None:
+                    raise ValueError(f"{self!r} uses the loss: pass loss= to update.")
+                log_loss = jnp.log(jnp.maximum(jnp.asarray(loss, jnp.float32), 1e-30))
+                global_input = F.sanitize(jnp.clip(log_loss, -25.0, 25.0) / 10.0, 3.0)
+                bias = bias + global_input * params_l["w_global"][0]
+            z = jnp.concatenate([x, state.hidden[layer]], axis=1) @ params_l["w"] + bias
+            i, f, c_in, o = jnp.split(z, 4, axis=1)
+            cell = jax.nn.sigmoid(f) * state.cell[layer] + jax.nn.sigmoid(i) * jnp.tanh(c_in)
+            x = jax.nn.sigmoid(o) * jnp.tanh(cell)
+            new_hidden.append(x)
+            new_cell.append(cell)
+        out = x @ theta["output"]["w"] + theta["output"]["b"]
+        updates = F.unflatten(jnp.nan_to_num(self.output_scale * out), layout)
+        new_state = LSTMOptState(
+            step=state.step + 1,
+            num_steps=state.num_steps,
+            hidden=jnp.stack(new_hidden),
+            cell=jnp.stack(new_cell),
+            momentum=momentum,
+        )
+        return updates, new_state
+
+    def as_optax(self, theta: dict, num_steps: int = 1000):
+        """This optimizer with fixed ``theta`` as an optax transform (see `l2o.as_optax`)."""
+        return as_optax(self, theta, num_steps=num_steps)

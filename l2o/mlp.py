@@ -1,0 +1,216 @@
+"""Per-parameter MLP learned optimizer (Metz et al. 2022 small_fc_lopt style).
+
+One small MLP, shared by every scalar coordinate, maps per-coordinate features to a step.
+Per step, for the flat (N,) gradient g and parameters p (all leaves concatenated):
+
+    m_k <- b_k m_k + (1 - b_k) g              for each decay b_k in momentum_decays (K of them)
+    v   <- b2 v + (1 - b2) g^2                second moment, b2 = second_moment_decay
+    x    = [g, p, m_1..m_K, m_1/(sqrt(v)+eps) .. m_K/(sqrt(v)+eps)]      (N, 2 + 2K)
+    x    = x / rms(x)                         per column, over each tensor (or over all N)
+    s    = tanh(scale * t / T) for each progress scale                  (S,) shared by all
+    [d, m, l] = MLP([x, s])                   relu hidden layers, (N, 3)
+
+    update = -(exp(log_lr + l) * m_hat / (sqrt(v_hat) + eps)     # nominal Adam term
+               + step_mult * d * exp(exp_mult * m)               # learned term
+               + weight_decay * base_lr * p)
+
+m_hat, v_hat are the bias-corrected momentum of decay ``nominal_beta1`` and v (Adam's
+formula); ``log_lr`` is a meta-parameter initialised to log(nominal_lr); base_lr is
+exp(log_lr) (or step_mult without the nominal term). The nominal term follows Harrison et
+al. (2022): the network only modulates a stable base step. The last layer starts near zero,
+so an untrained optimizer is Adam with learning rate ``nominal_lr``. The progress features
+are the same for every coordinate, so their contribution to the first layer is folded into
+its bias (one (S,) x (S, H) product per step, not N of them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from l2o import features as F
+from l2o.optax_adapter import as_optax
+
+FEATURE_LIMIT = 100.0  # clip of normalised features
+EXP_LIMIT = 20.0  # clip of every exponent (step multipliers stay below e^20)
+
+
+@struct.dataclass
+class MLPOptState:
+    """State of `MLPOptimizer`: N is the number of parameter coordinates, K of momenta.
+
+    Attributes:
+      step: int32 scalar, steps taken so far.
+      num_steps: int32 scalar, training horizon T for the progress features.
+      momenta: (N, K) float32 momentum accumulators, one column per decay.
+      second_moment: (N,) float32 accumulator of g^2.
+    """
+
+    step: jax.Array
+    num_steps: jax.Array
+    momenta: jax.Array
+    second_moment: jax.Array
+
+
+def _check_decays(name: str, decays: tuple[float, ...]) -> None:
+    if not decays or any(not (0.0 <= float(b) < 1.0) for b in decays):
+        raise ValueError(f"{name} must be a non-empty tuple of decays in [0, 1); got {decays!r}.")
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class MLPOptimizer:
+    """Per-parameter MLP optimizer; frozen, hashable static config (see module doc)."""
+
+    hidden_sizes: tuple[int, ...] = (32, 32)
+    momentum_decays: tuple[float, ...] = (0.1, 0.5, 0.9, 0.99, 0.999)
+    second_moment_decay: float = 0.999
+    progress_scales: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0)
+    step_mult: float = 1e-3
+    exp_mult: float = 1e-3
+    nominal: bool = True
+    nominal_lr: float = 3e-3
+    nominal_beta1: float = 0.9
+    eps: float = 1e-8
+    normalize_over: str = "tensor"
+    weight_decay: float = 0.0
+    output_init_scale: float = 1e-3
+
+    name: ClassVar[str] = "mlp"
+    uses_loss: ClassVar[bool] = False
+
+    def __post_init__(self):
+        for field in ("hidden_sizes", "momentum_decays", "progress_scales"):
+            object.__setattr__(self, field, tuple(getattr(self, field)))
+        if any(int(h) != h or h < 1 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be positive integers; got {self.hidden_sizes!r}.")
+        _check_decays("momentum_decays", self.momentum_decays)
+        _check_decays("second_moment_decay", (self.second_moment_decay,))
+        if self.nominal and self.nominal_beta1 not in self.momentum_decays:
+            raise ValueError(
+                f"nominal_beta1={self.nominal_beta1} is not among momentum_decays="
+                f"{self.momentum_decays}; add it there (the nominal Adam term reuses that "
+                "momentum) or set nominal=False."
+            )
+        if self.nominal and not self.nominal_lr > 0:
+            raise ValueError(f"nominal_lr must be > 0; got {self.nominal_lr}.")
+        if self.normalize_over not in ("tensor", "all"):
+            raise ValueError(
+                f"normalize_over must be 'tensor' or 'all'; got {self.normalize_over!r}."
+            )
+
+    # ----------------------------------------------------------------- description
+    @property
+    def num_features(self) -> int:
+        """Per-coordinate input features (before the shared progress features)."""
+        return 2 + 2 * len(self.momentum_decays)
+
+    @property
+    def num_outputs(self) -> int:
+        """Output heads: direction, log-magnitude and (with the nominal term) log-lr."""
+        return 3 if self.nominal else 2
+
+    def feature_names(self) -> list[str]:
+        """Names of the network inputs, in column order."""
+        names = ["grad", "param"]
+        names += [f"momentum_{b}" for b in self.momentum_decays]
+        names += [f"momentum_{b}/rms" for b in self.momentum_decays]
+        names += [f"tanh({s}*t/T)" for s in self.progress_scales]
+        return names
+
+    def __repr__(self) -> str:
+        return F.config_repr(self)
+
+    def summary(self) -> str:
+        """Config, input features and number of meta-parameters, one per line."""
+        return F.summary(self)
+
+    # ----------------------------------------------------------------- protocol
+    def init_meta_params(self, key: jax.Array) -> dict:
+        """theta = {"mlp": {"layer_i": {"w": (fan_in, fan_out), "b": (fan_out,)}}, "log_lr": ()}.
+
+        Hidden layers use He-normal weights, the last layer N(0, output_init_scale^2).
+        """
+        sizes = (self.num_features + len(self.progress_scales), *self.hidden_sizes, self.num_outputs)
+        keys = jax.random.split(key, len(sizes) - 1)
+        layers = {}
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            last = i == len(sizes) - 2
+            scale = self.output_init_scale if last else math.sqrt(2.0 / fan_in)
+            layers[f"layer_{i}"] = {
+                "w": scale * jax.random.normal(keys[i], (fan_in, fan_out), jnp.float32),
+                "b": jnp.zeros((fan_out,), jnp.float32),
+            }
+        theta = {"mlp": layers}
+        if self.nominal:
+            theta["log_lr"] = jnp.asarray(math.log(self.nominal_lr), jnp.float32)
+        return theta
+
+    def init(self, theta: dict, params: Any, num_steps: int | jax.Array = 1000) -> MLPOptState:
+        """Zero accumulators for ``params`` (any float pytree) over ``num_steps`` steps."""
+        del theta
+        if isinstance(num_steps, (int, float)) and num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1; got {num_steps}.")
+        n = F.tree_layout(params).num_coordinates
+        return MLPOptState(
+            step=jnp.zeros((), jnp.int32),
+            num_steps=jnp.asarray(num_steps, jnp.int32),
+            momenta=jnp.zeros((n, len(self.momentum_decays)), jnp.float32),
+            second_moment=jnp.zeros((n,), jnp.float32),
+        )
+
+    def update(
+        self, theta: dict, grads: Any, state: MLPOptState, params: Any, loss: jax.Array = None
+    ) -> tuple[Any, MLPOptState]:
+        """One step (see module doc); ``loss`` is unused. Updates come in params' dtypes."""
+        del loss
+        layout = F.tree_layout(params)
+        g = F.sanitize(F.flatten(grads), F.GRAD_LIMIT)
+        p = F.sanitize(F.flatten(params), F.GRAD_LIMIT)
+        decays = jnp.asarray(self.momentum_decays, jnp.float32)
+        momenta = decays * state.momenta + (1.0 - decays) * g[:, None]
+        beta2 = self.second_moment_decay
+        second_moment = beta2 * state.second_moment + (1.0 - beta2) * jnp.square(g)
+        step = state.step + 1
+
+        inv_rms = 1.0 / (jnp.sqrt(second_moment) + self.eps)
+        x = jnp.concatenate([g[:, None], p[:, None], momenta, momenta * inv_rms[:, None]], axis=1)
+        x = F.sanitize(F.second_moment_normalize(x, layout, self.normalize_over), FEATURE_LIMIT)
+        progress = F.progress_features(state.step, state.num_steps, self.progress_scales)
+        out = self._apply_mlp(theta["mlp"], x, progress)
+
+        magnitude = jnp.clip(self.exp_mult * out[:, 1], -EXP_LIMIT, EXP_LIMIT)
+        delta = self.step_mult * out[:, 0] * jnp.exp(magnitude)
+        base_lr = self.step_mult
+        if self.nominal:
+            base_lr = jnp.exp(jnp.clip(theta["log_lr"], -EXP_LIMIT, EXP_LIMIT))
+            t = step.astype(jnp.float32)
+            i = self.momentum_decays.index(self.nominal_beta1)
+            m_hat = momenta[:, i] / (1.0 - self.nominal_beta1**t)
+            v_hat = second_moment / (1.0 - beta2**t)
+            lr = base_lr * jnp.exp(jnp.clip(out[:, 2], -EXP_LIMIT, EXP_LIMIT))
+            delta = delta + lr * (m_hat / (jnp.sqrt(v_hat) + self.eps))
+        if self.weight_decay:
+            delta = delta + self.weight_decay * base_lr * p
+        updates = F.unflatten(-jnp.nan_to_num(delta), layout)
+        new_state = MLPOptState(step, state.num_steps, momenta, second_moment)
+        return updates, new_state
+
+    def _apply_mlp(self, layers: dict, x: jax.Array, progress: jax.Array) -> jax.Array:
+        """relu MLP on (N, F) features plus (S,) shared features -> (N, num_outputs)."""
+        num_layers = len(self.hidden_sizes) + 1
+        first = layers["layer_0"]
+        bias = first["b"] + progress @ first["w"][self.num_features :]
+        h = x @ first["w"][: self.num_features] + bias
+        for i in range(1, num_layers):
+            layer = layers[f"layer_{i}"]
+            h = jax.nn.relu(h) @ layer["w"] + layer["b"]
+        return h
+
+    def as_optax(self, theta: dict, num_steps: int = 1000):
+        """This optimizer with fixed ``theta`` as an optax transform (see `l2o.as_optax`)."""
+        return as_optax(self, theta, num_steps=num_steps)
