@@ -53,9 +53,11 @@ class TuneResult:
 
     @property
     def best_at_edge(self) -> bool:
-        """True when the winner sits at the end of a grid axis with more than one value
+        """True when the winning learning rate is the smallest or largest one tried
         (the grid should probably be widened in that direction)."""
         for name, value in self.best.items():
+            if name != "lr":
+                continue
             values = sorted({p[name] for p in self.grid})
             if len(values) > 1 and value in (values[0], values[-1]):
                 return True

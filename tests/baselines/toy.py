@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -18,23 +20,30 @@ def _sample(key):
     }
 
 
-def _task(cfg, noise: float = 0.1):
+def quadratic(params, cfg, shift=0.0):
+    """0.5 Σ scale (w + b − center + shift)²."""
+    diff = params["w"] + params["b"] - cfg["center"] + shift
+    return 0.5 * jnp.sum(cfg["scale"] * diff**2)
+
+
+def _task(cfg, noise: float, init_scale: float):
     def init(key):
-        return {"w": jax.random.normal(key, (DIM,)), "b": jnp.zeros(())}
+        return {"w": init_scale * jax.random.normal(key, (DIM,)), "b": jnp.zeros(())}
 
     def loss(params, key):
-        shift = noise * jax.random.normal(key, (DIM,))
-        diff = params["w"] + params["b"] - cfg["center"] + shift
-        return 0.5 * jnp.sum(cfg["scale"] * diff**2)
+        return quadratic(params, cfg, noise * jax.random.normal(key, (DIM,)))
 
     def eval_loss(params, key, split):
         del key, split
-        diff = params["w"] + params["b"] - cfg["center"]
-        return 0.5 * jnp.sum(cfg["scale"] * diff**2)
+        return quadratic(params, cfg)
 
     return Task("toy-quadratic", init, loss, eval_loss, optimum=0.0)
 
 
-def toy_family(split: str = "train") -> TaskFamily:
-    """Noisy diagonal quadratics in 4 + 1 parameters."""
-    return TaskFamily("toy-quadratic", _sample, _task, split)
+def toy_family(noise: float = 0.1, init_scale: float = 1.0, split: str = "train") -> TaskFamily:
+    """Noisy diagonal quadratics in 4 + 1 parameters (deterministic when noise=0 and
+    init_scale=0)."""
+    return TaskFamily(
+        "toy-quadratic", _sample, functools.partial(_task, noise=noise, init_scale=init_scale),
+        split,
+    )

@@ -1,0 +1,121 @@
+"""``l2o compare``: tuned baselines vs learned optimizers on one task family.
+
+    l2o compare --family mlp-digits --optimizers adam,lion,lookahead,NAME,path/to/theta.json \
+        --guard --steps 1000 --seeds 4 --num-tasks 8 --out runs/compare
+
+Each comma-separated entry of ``--optimizers`` is a baseline name
+(``baselines.registry.names()``), a shipped learned optimizer (``l2o.list_pretrained()``)
+or a file written by ``l2o.save`` (``.json`` / ``.msgpack`` / base path).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from baselines import registry
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``compare`` subcommand on an ``argparse`` subparsers object."""
+    parser = subparsers.add_parser(
+        "compare",
+        help="tune Adam/Lion/Lookahead and compare them with learned optimizers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--family", required=True, help="task family name (tasks.registry)")
+    parser.add_argument(
+        "--optimizers",
+        default=",".join(registry.DEFAULT_BASELINES),
+        help="comma-separated baseline names, pretrained names or theta files "
+        "(default: %(default)s); tuned Adam is always included",
+    )
+    parser.add_argument(
+        "--guard", action="store_true",
+        help="also run each learned optimizer under the loss guard (fallback: tuned Adam)",
+    )
+    parser.add_argument("--steps", type=int, default=1000, help="steps per run (default 1000)")
+    parser.add_argument("--seeds", type=int, default=4, help="seeds per task (default 4)")
+    parser.add_argument("--num-tasks", type=int, default=8, help="held-out tasks (default 8)")
+    parser.add_argument("--tune-seeds", type=int, default=None, help="default: --seeds")
+    parser.add_argument("--tune-tasks", type=int, default=None, help="default: --num-tasks")
+    parser.add_argument("--no-tune", action="store_true", help="use default hyper-parameters")
+    parser.add_argument("--num-evals", type=int, default=10, help="held-out evaluations per run")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    parser.add_argument("--out", default="compare_out", help="output directory")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def resolve_families(name: str) -> tuple[Any, Any]:
+    """(train, held-out) ``TaskFamily`` registered as ``name`` in ``tasks.registry``."""
+    from tasks import registry as task_registry
+
+    return task_registry.get(name), task_registry.get(name, split="heldout")
+
+
+def resolve_optimizer(entry: str) -> Any:
+    """A baseline name stays a name; anything else becomes ``num_steps -> transform``.
+
+    Raises:
+      ValueError: when ``entry`` is neither a baseline, a pretrained name nor a file.
+    """
+    if entry in registry.names():
+        return entry
+    import l2o
+
+    path = Path(entry)
+    candidates = [path, path.with_suffix(".json")] if path.suffix == "" else [path]
+    if any(p.exists() for p in candidates):
+        lopt, theta, _ = l2o.load(path)
+    elif entry in l2o.list_pretrained():
+        lopt, theta, _ = l2o.load_pretrained(entry)
+    else:
+        raise ValueError(
+            f"unknown optimizer {entry!r}: expected a baseline {registry.names()}, a "
+            f"pretrained optimizer {l2o.list_pretrained()} or an existing file written by "
+            "l2o.save (NAME.json + NAME.msgpack)."
+        )
+    return lambda num_steps: lopt.as_optax(theta, num_steps=num_steps)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the comparison described by ``args`` and write the report; returns 0."""
+    from baselines.compare import compare
+    from baselines.report import write_report
+
+    for name in ("steps", "seeds", "num_tasks", "num_evals"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    entries = [e.strip() for e in args.optimizers.split(",") if e.strip()]
+    if not entries:
+        raise SystemExit("--optimizers is empty; pass e.g. --optimizers adam,lion,lookahead.")
+    optimizers = {Path(e).stem if e not in registry.names() else e: resolve_optimizer(e) for e in entries}
+    train, heldout = resolve_families(args.family)
+    results = compare(
+        optimizers,
+        train,
+        steps=args.steps,
+        num_seeds=args.seeds,
+        num_tasks=args.num_tasks,
+        tune=not args.no_tune,
+        heldout_family=heldout,
+        guard=args.guard,
+        tune_seeds=args.tune_seeds,
+        tune_tasks=args.tune_tasks,
+        num_evals=args.num_evals,
+        key=jax.random.PRNGKey(args.seed),
+    )
+    paths = write_report(results, args.out)
+    print(f"wrote {paths['markdown']} and {paths['json']} ({results.device})")
+    for name, row in results.rows.items():
+        m = row.metrics
+        print(
+            f"{name:24s} final {m['final_loss']:.4g}  speedup {m['speedup_median']:.3g}x  "
+            f"wins {m['win_rate']:.2f}  diverged {m['divergences']}/{m['num_runs']}"
+        )
+    return 0
