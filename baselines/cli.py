@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     entries = [e.strip() for e in args.optimizers.split(",") if e.strip()]
     if not entries:
         raise SystemExit("--optimizers is empty; pass e.g. --optimizers adam,lion,lookahead.")
-    optimizers = {Path(e).stem if e not in registry.names() else e: resolve_optimizer(e) for e in entries}
+    optimizers = {
+        (e if e in registry.names() else Path(e).stem): resolve_optimizer(e) for e in entries
+    }
     train, heldout = resolve_families(args.family)
     results = compare(
         optimizers,

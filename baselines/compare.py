@@ -102,8 +102,12 @@ def row_metrics(result: EvalResult, reference: EvalResult) -> dict[str, Any]:
     run_finals = tail_mean(result.train_loss)
     ok = ~result.diverged
     curves = smoothed_task_curves(result)
-    reference_steps = metrics.steps_to_target(smoothed_task_curves(reference), reference_finals)
-    steps = metrics.steps_to_target(curves, reference_finals)
+    reference_curves = smoothed_task_curves(reference)
+    # The smoothed curve's last value is Adam's final loss; taking it from the same array
+    # (not recomputed) guarantees Adam reaches its own target despite rounding.
+    targets = reference_curves[:, -1]
+    reference_steps = metrics.steps_to_target(reference_curves, targets)
+    steps = metrics.steps_to_target(curves, targets)
     speedups = metrics.speedups(reference_steps, steps)
     reached = speedups > 0
 
