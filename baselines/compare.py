@@ -115,6 +115,7 @@ def row_metrics(result: EvalResult, reference: EvalResult) -> dict[str, Any]:
         values = values[np.isfinite(values)]
         return float(values.mean()) if values.size else float("nan")
 
+    geomean_reached = float(np.exp(np.log(speedups[reached]).mean())) if reached.any() else 0.0
     best = np.fmin.reduce(curves, axis=-1)  # ignores NaN; NaN only if all NaN
     return {
         "final_loss": safe_mean(run_finals[ok]),
@@ -122,7 +123,7 @@ def row_metrics(result: EvalResult, reference: EvalResult) -> dict[str, Any]:
         "best_loss": safe_mean(best),
         "steps_to_target": float(np.median(steps)),
         "speedup_median": float(np.median(speedups)),
-        "speedup_geomean": float(np.exp(np.log(speedups[reached]).mean())) if reached.any() else 0.0,
+        "speedup_geomean": geomean_reached,
         "fraction_reached": float(reached.mean()),
         "win_rate": metrics.win_rate(finals, reference_finals),
         "divergences": int(result.diverged.sum()),

@@ -51,7 +51,8 @@ def lion(
 ):
     """Lion (Chen et al. 2023), decoupled weight decay scaled by ``lr``.
 
-    c = b1·m + (1−b1)·g,  θ ← θ − lr·(sign(c) + weight_decay·θ),  m ← b2·m + (1−b2)·g.
+    c = b1·m + (1−b1)·g,   θ ← θ − lr·(sign(c) + weight_decay·θ),
+    m ← b2·m + (1−b2)·g.
     """
     _check_positive("lr", lr)
     if isinstance(weight_decay, (int, float)) and weight_decay < 0:
