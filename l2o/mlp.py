@@ -73,7 +73,7 @@ class MLPOptimizer:
     step_mult: float = 1e-3
     exp_mult: float = 1e-3
     nominal: bool = True
-    nominal_lr: float = 3e-3
+    nominal_lr: float = 1e-2
     nominal_beta1: float = 0.9
     eps: float = 1e-8
     normalize_over: str = "tensor"
