@@ -170,6 +170,7 @@ def evaluate_grid(
       family: a ``tasks.base.TaskFamily``; ``num_tasks`` configs are drawn with ``key``.
       steps, num_seeds, num_tasks: run length and batch sizes.
       key: PRNG key (default ``PRNGKey(0)``); same key ⇒ same tasks, inits, batches.
+        The configs are ``task_configs(family, num_tasks, jax.random.split(key)[0])``.
       eval_params: ``(opt_state, params) -> params`` evaluated (Lookahead: slow weights).
       num_evals: number of evaluations after step 0.
 
