@@ -1,0 +1,342 @@
+"""Loss-guarded learned optimizer (LGL2O, Prémont-Schwarz, Vítků & Feyereisl 2022).
+
+Rule (our reading of "A Simple Guard for Learned Optimizers", arXiv:2201.12426). At the
+current point ``θ_t`` with gradient ``g_t`` (one gradient per step, nothing extra):
+
+    θ_L = θ_t + u_learned(g_t)          θ_F = θ_t + u_fallback(g_t)
+    θ_{t+1} = θ_L   if  L(θ_L) <= L(θ_F)   else   θ_F
+
+where ``L = value_fn`` is the loss on one minibatch shared by both candidates — the
+*next* step's minibatch, so the loss of the chosen candidate is exactly the next step's
+training loss. Cost: two extra forward passes per step, no extra gradient (unlike
+Heaton et al.'s GL2O). Ties go to the learned rule. The learned candidate is rejected
+when its update or its loss is non-finite; it is taken when it is finite and the
+fallback's loss is not. A non-finite coordinate left in the chosen update is set to 0.
+
+Optimizer states. Both optimizers advance every step from the gradient at the true point
+``θ_t``, whichever candidate wins: the learned optimizer's state (momenta, LSTM memory,
+step counter) follows the trajectory actually taken, and the fallback's moments (Adam's
+m, v) are averages of true gradients, so they stay valid when it takes over. Neither
+state is rewound or reset.
+
+Guarantee. Let ``f`` be μ-strongly convex and L-smooth, the fallback GD
+``optax.sgd(α)`` with ``0 < α <= 1/L``, and ``value_fn = f``. The descent lemma gives
+``f(θ_F) <= f(θ_t) - α/2 ||∇f(θ_t)||²``, and the guard gives ``f(θ_{t+1}) <= f(θ_F)``,
+so ``f(θ_{t+1}) - f* <= (1 - αμ)(f(θ_t) - f*)``: the loss never increases and converges
+linearly whatever the learned rule proposes (NaN included). With SGD and a minibatch
+``value_fn`` the same argument bounds, in expectation over that minibatch, its loss at
+the chosen point by the fallback candidate's expected loss. Deviation from the paper's
+stochastic setting: the comparison uses one minibatch, not the expected loss, and that
+minibatch is also the next gradient's; the bound is on that minibatch loss (the training
+loss the loop sees), which is biased low relative to the population loss at ``θ_{t+1}``.
+Other fallbacks (Adam, Lion) keep the per-step property "never worse than the fallback
+candidate on the comparison batch" but have no convergence theorem here.
+
+Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
+
+    tx = loss_guarded(learned_tx, optax.sgd(0.1))
+    state = tx.init(params)
+    for t in range(num_steps):
+        loss, grads = jax.value_and_grad(loss_fn)(params, keys[t])
+        updates, state = tx.update(
+            grads, state, params, value=loss,
+            value_fn=lambda p: loss_fn(p, keys[t + 1]))
+        params = optax.apply_updates(params, updates)
+    guard_stats(state)["learned_fraction"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Params = Any
+UpdateFn = Callable[[Params, Any, Params], tuple[Params, Any]]
+
+
+class GuardState(NamedTuple):
+    """State of the guard: both inner states plus the record of the last decision.
+
+    Attributes:
+      learned_state: the learned optimizer's state.
+      fallback_state: the fallback optimizer's state.
+      num_learned: int32 scalar, steps on which the learned candidate was taken.
+      num_fallback: int32 scalar, steps on which the fallback candidate was taken.
+      used_learned: bool scalar, whether the last step took the learned candidate.
+      learned_loss: float32 scalar, ``value_fn(θ_L)`` at the last step (inf before any).
+      fallback_loss: float32 scalar, ``value_fn(θ_F)`` at the last step (inf before any).
+    """
+
+    learned_state: Any
+    fallback_state: Any
+    num_learned: jax.Array
+    num_fallback: jax.Array
+    used_learned: jax.Array
+    learned_loss: jax.Array
+    fallback_loss: jax.Array
+
+
+def init_guard_state(learned_state: Any, fallback_state: Any) -> GuardState:
+    """A `GuardState` around two fresh inner states, counters at zero."""
+    inf = jnp.asarray(jnp.inf, jnp.float32)
+    zero = jnp.zeros((), jnp.int32)
+    return GuardState(learned_state, fallback_state, zero, zero, jnp.asarray(False), inf, inf)
+
+
+def _check_value_fn(value_fn: Any, caller: str) -> None:
+    if value_fn is None:
+        raise ValueError(
+            f"{caller} needs value_fn, the loss of candidate params on the next minibatch: "
+            "call update(grads, state, params, value=loss, value_fn=lambda p: "
+            "loss_fn(p, next_batch)) where next_batch is the batch the next gradient is "
+            "taken on."
+        )
+    if not callable(value_fn):
+        raise TypeError(
+            f"{caller}: value_fn must be a callable params -> scalar loss; got "
+            f"{type(value_fn).__name__}. Pass e.g. value_fn=lambda p: loss_fn(p, next_batch)."
+        )
+
+
+def _scalar_loss(value_fn: Callable[[Params], jax.Array], params: Params) -> jax.Array:
+    loss = jnp.asarray(value_fn(params))
+    if loss.shape != ():
+        raise ValueError(
+            f"value_fn must return a scalar loss; got an array of shape {loss.shape}. "
+            "Reduce it (e.g. mean over the minibatch) inside value_fn."
+        )
+    return loss.astype(jnp.float32)
+
+
+def _all_finite(tree: Params) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
+
+
+def guarded_update(
+    learned_update: UpdateFn,
+    fallback_update: UpdateFn,
+    grads: Params,
+    state: GuardState,
+    params: Params,
+    value_fn: Callable[[Params], jax.Array],
+) -> tuple[Params, GuardState]:
+    """One LGL2O step, shared by `loss_guarded` and `GuardedOptimizer`.
+
+    Args:
+      learned_update, fallback_update: ``(grads, inner_state, params) -> (updates,
+        inner_state)`` for each optimizer (extra arguments already bound).
+      grads: gradient at ``params`` (pytree like ``params``).
+      state: a `GuardState`.
+      params: the current point ``θ_t``.
+      value_fn: ``params -> scalar`` loss on the comparison (next) minibatch.
+
+    Returns:
+      ``(updates, state)``: ``updates = u_L`` if the learned candidate wins, else
+      ``u_F`` (pytree like ``params``, in its dtypes, non-finite entries set to 0); both
+      inner states advanced, counters and last losses recorded. Jittable and vmappable
+      (the choice is a ``jnp.where``, no Python branching on values).
+    """
+    learned_updates, learned_state = learned_update(grads, state.learned_state, params)
+    fallback_updates, fallback_state = fallback_update(grads, state.fallback_state, params)
+    learned_loss = _scalar_loss(value_fn, optax.apply_updates(params, learned_updates))
+    fallback_loss = _scalar_loss(value_fn, optax.apply_updates(params, fallback_updates))
+    learned_ok = jnp.isfinite(learned_loss) & _all_finite(learned_updates)
+    # `not (L_L > L_F)` is also true when L_F is NaN: a finite learned loss beats it.
+    use_learned = learned_ok & ~(learned_loss > fallback_loss)
+
+    def select(p, a, b):
+        chosen = jnp.where(use_learned, a, b)
+        return jnp.nan_to_num(chosen, nan=0.0, posinf=0.0, neginf=0.0).astype(p.dtype)
+
+    updates = jax.tree.map(select, params, learned_updates, fallback_updates)
+    taken = use_learned.astype(jnp.int32)
+    new_state = GuardState(
+        learned_state=learned_state,
+        fallback_state=fallback_state,
+        num_learned=state.num_learned + taken,
+        num_fallback=state.num_fallback + 1 - taken,
+        used_learned=use_learned,
+        learned_loss=learned_loss,
+        fallback_loss=fallback_loss,
+    )
+    return updates, new_state
+
+
+def _check_transform(tx: Any, role: str) -> None:
+    if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+        raise TypeError(
+            f"loss_guarded: {role} must be an optax GradientTransformation (with init and "
+            f"update); got {type(tx).__name__}. For a LearnedOptimizer pass "
+            "lopt.as_optax(theta), or use GuardedOptimizer(lopt, fallback)."
+        )
+
+
+def loss_guarded(
+    learned: optax.GradientTransformationExtraArgs,
+    fallback: optax.GradientTransformation = optax.adam(1e-3),
+) -> optax.GradientTransformationExtraArgs:
+    """Guard ``learned`` with ``fallback``: each step take the candidate of lower loss.
+
+    Args:
+      learned: any optax transform (typically ``lopt.as_optax(theta)``).
+      fallback: any optax transform (``optax.sgd(lr)`` for the convergence guarantee of
+        the module doc; Adam, Lion, ... also work). Plain transforms are wrapped with
+        ``optax.with_extra_args_support``.
+
+    Returns:
+      A transform with ``init(params) -> GuardState`` and ``update(grads, state, params,
+      *, value=None, value_fn, **extra) -> (updates, GuardState)``. ``value`` (the loss
+      at ``params``) and ``**extra`` go to both inner optimizers; ``value_fn(p) ->
+      scalar`` is the loss on the next minibatch, used to compare ``θ_t + u_learned``
+      with ``θ_t + u_fallback``. Both inner states always advance (module doc).
+    """
+    _check_transform(learned, "learned")
+    _check_transform(fallback, "fallback")
+    learned = optax.with_extra_args_support(learned)
+    fallback = optax.with_extra_args_support(fallback)
+
+    def init_fn(params):
+        return init_guard_state(learned.init(params), fallback.init(params))
+
+    def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra):
+        _check_value_fn(value_fn, "loss_guarded update")
+        if params is None:
+            raise ValueError(
+                "loss_guarded update needs the current params to form the candidates: call "
+                "update(grads, state, params, value=loss, value_fn=next_loss)."
+            )
+        kwargs = dict(extra, value_fn=value_fn)
+        if value is not None:
+            kwargs["value"] = value
+
+        def learned_update(g, s, p):
+            return learned.update(g, s, p, **kwargs)
+
+        def fallback_update(g, s, p):
+            return fallback.update(g, s, p, **kwargs)
+
+        return guarded_update(learned_update, fallback_update, updates, state, params, value_fn)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardedOptimizer:
+    """A `LearnedOptimizer` plus its LGL2O guard, itself a `LearnedOptimizer`.
+
+    Meta-train a learned optimizer *with* its guard: ``theta`` is ``learned``'s, the
+    state a `GuardState`, and ``update`` needs ``value_fn`` (``needs_value_fn`` tells the
+    meta-training inner loop to pass it).
+
+    Attributes:
+      learned: the guarded learned optimizer (e.g. ``l2o.MLPOptimizer()``).
+      fallback: optax transform taking over when it predicts a lower loss.
+    """
+
+    learned: Any
+    fallback: optax.GradientTransformation = optax.adam(1e-3)
+
+    needs_value_fn: ClassVar[bool] = True
+
+    def __post_init__(self):
+        for attribute in ("init_meta_params", "init", "update", "as_optax"):
+            if not callable(getattr(self.learned, attribute, None)):
+                raise TypeError(
+                    f"GuardedOptimizer: learned must implement the LearnedOptimizer protocol "
+                    f"(missing {attribute}); got {type(self.learned).__name__}. To guard a "
+                    "plain optax transform use loss_guarded(tx, fallback)."
+                )
+        _check_transform(self.fallback, "fallback")
+
+    @property
+    def name(self) -> str:
+        """``"guarded-" + learned.name``."""
+        return f"guarded-{self.learned.name}"
+
+    @property
+    def uses_loss(self) -> bool:
+        """Whether ``update`` needs the current loss (as the learned optimizer does)."""
+        return bool(getattr(self.learned, "uses_loss", False))
+
+    def init_meta_params(self, key: jax.Array) -> Any:
+        """The learned optimizer's fresh ``theta`` (the guard has no meta-parameters)."""
+        return self.learned.init_meta_params(key)
+
+    def init(self, theta: Any, params: Params, num_steps: int | jax.Array = 1000) -> GuardState:
+        """`GuardState` with the learned state for ``num_steps`` and a fresh fallback state."""
+        learned_state = self.learned.init(theta, params, num_steps)
+        fallback_state = optax.with_extra_args_support(self.fallback).init(params)
+        return init_guard_state(learned_state, fallback_state)
+
+    def update(
+        self,
+        theta: Any,
+        grads: Params,
+        state: GuardState,
+        params: Params,
+        loss: jax.Array | None = None,
+        value_fn: Callable[[Params], jax.Array] | None = None,
+    ) -> tuple[Params, GuardState]:
+        """One guarded step (`guarded_update`); ``value_fn`` is required.
+
+        ``loss`` (scalar, the loss at ``params``) goes to the learned optimizer and, as
+        ``value``, to the fallback.
+        """
+        _check_value_fn(value_fn, f"{self.name}.update")
+        loss = jnp.zeros((), jnp.float32) if loss is None else jnp.asarray(loss, jnp.float32)
+        fallback = optax.with_extra_args_support(self.fallback)
+
+        def learned_update(g, s, p):
+            return self.learned.update(theta, g, s, p, loss)
+
+        def fallback_update(g, s, p):
+            return fallback.update(g, s, p, value=loss)
+
+        return guarded_update(learned_update, fallback_update, grads, state, params, value_fn)
+
+    def as_optax(self, theta: Any, num_steps: int = 1000) -> optax.GradientTransformationExtraArgs:
+        """``loss_guarded(learned.as_optax(theta, num_steps), fallback)``."""
+        return loss_guarded(self.learned.as_optax(theta, num_steps), self.fallback)
+
+
+def _find_guard_state(state: Any) -> GuardState:
+    if isinstance(state, GuardState):
+        return state
+    found = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, GuardState))
+    found = [s for s in found if isinstance(s, GuardState)]
+    if len(found) != 1:
+        raise ValueError(
+            f"guard_stats expects a state holding exactly one GuardState (from loss_guarded "
+            f"or GuardedOptimizer); found {len(found)} in a {type(state).__name__}. Pass the "
+            "guard's own state."
+        )
+    return found[0]
+
+
+def guard_stats(state: Any) -> dict[str, jax.Array]:
+    """How often each branch was taken, from a `GuardState` (or a state containing one).
+
+    Returns ``num_learned``, ``num_fallback``, ``num_steps`` (int32),
+    ``learned_fraction = num_learned / max(num_steps, 1)`` (float32), ``used_learned``
+    (last step) and ``chosen_loss`` (the comparison loss of the candidate taken last,
+    i.e. the next step's minibatch loss; inf before any step). Works inside ``jit``
+    and on batched states (every entry then has the batch shape); use
+    ``jax.device_get`` for a report.
+    """
+    state = _find_guard_state(state)
+    num_steps = state.num_learned + state.num_fallback
+    fraction = state.num_learned / jnp.maximum(num_steps, 1)
+    chosen = jnp.where(state.used_learned, state.learned_loss, state.fallback_loss)
+    return {
+        "num_learned": state.num_learned,
+        "num_fallback": state.num_fallback,
+        "num_steps": num_steps,
+        "learned_fraction": fraction.astype(jnp.float32),
+        "used_learned": state.used_learned,
+        "chosen_loss": chosen,
+    }
