@@ -1,0 +1,238 @@
+"""`MetaTrainConfig`: every knob of a meta-training run, validated at the boundary.
+
+    config = MetaTrainConfig.from_json("run.json").with_overrides(["sigma=0.02", "steps=100"])
+    config = MetaTrainConfig(family="quadratic", outer_steps=200)
+
+Overrides are ``key=value`` strings; values are coerced to the field's type (ints, floats,
+booleans ``true/false``, ``none`` for optional fields, JSON for ``lopt_config``), and
+``lopt_config.NAME=VALUE`` sets one entry of the optimizer's config (JSON value, or the
+raw string if it is not JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from meta_train.inner import META_LOSS_SPLITS
+from meta_train.objective import META_LOSS_KINDS
+from meta_train.pes import FITNESS_SHAPINGS, STRATEGIES
+
+_INT_FIELDS = ("horizon", "trunc_length", "num_tasks", "num_pairs", "outer_steps", "seed",
+               "eval_every", "eval_tasks", "ckpt_every", "log_every")
+_POSITIVE_INTS = ("horizon", "trunc_length", "num_tasks", "num_pairs", "eval_tasks")
+_NON_NEGATIVE_INTS = ("outer_steps", "eval_every", "ckpt_every", "log_every")
+_FLOAT_FIELDS = ("sigma", "outer_lr", "outer_clip", "max_ratio")
+_BOOL_FIELDS = ("stagger",)
+_STR_FIELDS = ("family", "lopt", "strategy", "fitness_shaping", "meta_loss",
+               "meta_loss_split", "out_dir")
+_OPTIONAL_STR_FIELDS = ("heldout_family",)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaTrainConfig:
+    """One meta-training run (see `meta_train.train.train`).
+
+    Attributes:
+      family / heldout_family: task family names (``tasks.registry``); held-out defaults
+        to the held-out split of ``family``.
+      lopt / lopt_config: learned optimizer name (``l2o.registry``) and its config.
+      strategy: ``"pes"``, ``"tes"`` or ``"nres"``; sigma: perturbation std.
+      outer_lr / outer_clip: Adam learning rate and global-norm gradient clip.
+      fitness_shaping: evosax fitness shaping (``"identity"`` keeps PES unbiased).
+      horizon / trunc_length: inner run length H and truncation K (K divides H).
+      num_tasks / num_pairs: tasks per outer step and antithetic pairs per task.
+      outer_steps: total outer steps; seed: PRNG seed.
+      eval_every / eval_tasks: held-out evaluation period (0 = only at the end) and size.
+      ckpt_every / log_every: checkpoint and metrics periods in outer steps (0 = never).
+      meta_loss / meta_loss_split / max_ratio: meta-objective (see `meta_train.objective`).
+      stagger: start tasks at staggered inner steps.
+      out_dir: run directory (config, metrics, checkpoints, final theta).
+    """
+
+    family: str = "mlp-digits"
+    heldout_family: str | None = None
+    lopt: str = "mlp"
+    lopt_config: dict = dataclasses.field(default_factory=dict)
+    strategy: str = "pes"
+    sigma: float = 0.01
+    outer_lr: float = 3e-3
+    outer_clip: float = 1.0
+    fitness_shaping: str = "identity"
+    horizon: int = 200
+    trunc_length: int = 20
+    num_tasks: int = 8
+    num_pairs: int = 8
+    outer_steps: int = 1500
+    seed: int = 0
+    eval_every: int = 250
+    eval_tasks: int = 8
+    ckpt_every: int = 100
+    log_every: int = 10
+    meta_loss: str = "log"
+    meta_loss_split: str = "train_batch"
+    max_ratio: float = 10.0
+    stagger: bool = True
+    out_dir: str = "runs/meta-train"
+
+    def __post_init__(self):
+        errors = []
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                errors.append(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                errors.append(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+            else:
+                object.__setattr__(self, name, float(value))
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                errors.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in _STR_FIELDS:
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                errors.append(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if self.heldout_family is not None and not isinstance(self.heldout_family, str):
+            errors.append(f"heldout_family must be a string or null, got {self.heldout_family!r}")
+        if not isinstance(self.lopt_config, dict):
+            errors.append(f"lopt_config must be a dict, got {self.lopt_config!r}")
+        if errors:
+            raise TypeError("invalid MetaTrainConfig: " + "; ".join(errors) + ".")
+        for name in _POSITIVE_INTS:
+            if getattr(self, name) < 1:
+                errors.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in _NON_NEGATIVE_INTS:
+            if getattr(self, name) < 0:
+                errors.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("sigma", "outer_lr", "outer_clip", "max_ratio"):
+            if not getattr(self, name) > 0:
+                errors.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if not errors and self.horizon % self.trunc_length:
+            divisors = [d for d in range(1, self.horizon + 1) if self.horizon % d == 0]
+            errors.append(
+                f"trunc_length={self.trunc_length} must divide horizon={self.horizon} "
+                f"(divisors of {self.horizon}: {divisors})"
+            )
+        for name, valid in (("strategy", STRATEGIES), ("meta_loss", META_LOSS_KINDS),
+                            ("meta_loss_split", META_LOSS_SPLITS),
+                            ("fitness_shaping", tuple(sorted(FITNESS_SHAPINGS)))):
+            if getattr(self, name) not in valid:
+                errors.append(f"unknown {name} {getattr(self, name)!r}; valid: {list(valid)}")
+        if errors:
+            raise ValueError("invalid MetaTrainConfig: " + "; ".join(errors) + ".")
+
+    # ---------------------------------------------------------------- names
+    def check_names(self) -> None:
+        """Raise `ValueError` if the family or optimizer names are not registered."""
+        import l2o
+
+        lopts = l2o.registry.names()
+        if self.lopt not in lopts:
+            raise ValueError(f"unknown lopt {self.lopt!r}; valid: {lopts}.")
+        families = known_families()
+        for name in (self.family, self.heldout_family):
+            if name is not None and families is not None and name not in families:
+                raise ValueError(f"unknown task family {name!r}; valid: {families}.")
+
+    # ---------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict:
+        """Plain JSON-compatible dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MetaTrainConfig":
+        """Config from a dict; unknown keys raise `ValueError` listing the valid ones."""
+        if not isinstance(data, dict):
+            raise TypeError(f"config must be a JSON object/dict, got {type(data).__name__}.")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; valid keys: {valid}.")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "MetaTrainConfig":
+        """Config from a JSON file (a single object with config keys)."""
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist.") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config file {str(path)!r} is not valid JSON: {err}.") from None
+        return cls.from_dict(data)
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write the config as indented JSON."""
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> "MetaTrainConfig":
+        """A copy with ``key=value`` overrides applied (see module docstring)."""
+        data = self.to_dict()
+        lopt_config = dict(data["lopt_config"])
+        valid = [f.name for f in dataclasses.fields(self)]
+        for item in overrides:
+            if not isinstance(item, str) or "=" not in item:
+                raise ValueError(f"override {item!r} is not of the form key=value.")
+            key, raw = (part.strip() for part in item.split("=", 1))
+            if key.startswith("lopt_config."):
+                lopt_config[key.split(".", 1)[1]] = _parse_json_or_str(raw)
+            elif key in valid:
+                data[key] = _coerce(key, raw)
+                if key == "lopt_config":
+                    lopt_config = dict(data["lopt_config"])
+            else:
+                raise ValueError(f"unknown config key {key!r} in override {item!r}; valid: {valid}.")
+        data["lopt_config"] = lopt_config
+        return type(self).from_dict(data)
+
+
+def known_families() -> list[str] | None:
+    """Registered task family names, or None when the tasks registry is unavailable."""
+    try:
+        from tasks import registry
+    except ImportError:
+        return None
+    for attr in ("names", "list_families", "available"):
+        if callable(getattr(registry, attr, None)):
+            return sorted(getattr(registry, attr)())
+    return None
+
+
+def _parse_json_or_str(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _coerce(key: str, raw: str) -> Any:
+    """Parse the string ``raw`` as the type of field ``key``."""
+    try:
+        if key in _INT_FIELDS:
+            return int(raw)
+        if key in _FLOAT_FIELDS:
+            return float(raw)
+    except ValueError:
+        kind = "an int" if key in _INT_FIELDS else "a number"
+        raise ValueError(f"override {key}={raw!r}: expected {kind}.") from None
+    if key in _BOOL_FIELDS:
+        lowered = raw.lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"override {key}={raw!r}: expected true or false.")
+    if key in _OPTIONAL_STR_FIELDS:
+        return None if raw.lower() in ("none", "null", "") else raw
+    if key == "lopt_config":
+        value = _parse_json_or_str(raw)
+        if not isinstance(value, dict):
+            raise ValueError(f"override lopt_config={raw!r}: expected a JSON object.")
+        return value
+    return raw

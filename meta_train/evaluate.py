@@ -1,0 +1,65 @@
+"""Held-out evaluation: train fresh tasks for a whole horizon with fixed ``theta``.
+
+Used periodically during meta-training (and for the final report of a run): for each
+of ``num_tasks`` tasks drawn from a (held-out) family, run ``num_steps`` steps of the
+learned optimizer from fresh parameters and record the training-loss curve and the
+final ``eval_loss`` on the train and test splits. One ``jit(vmap)`` over tasks.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from meta_train.inner import LearnedOptimizerSystem
+
+
+def _run_one(system: LearnedOptimizerSystem, theta: Any, key: jax.Array):
+    """One full inner run: ``(losses f32[T], final train eval, final test eval)``."""
+    k_init, k_eval = jax.random.split(key)
+    state = system.init(k_init, theta)
+
+    def body(state, _):
+        state, loss, _ = system.inner_step(theta, state)
+        return state, loss
+
+    state, losses = jax.lax.scan(body, state, None, length=system.horizon)
+    task = system.family.task(state.cfg)
+    k_train, k_test = jax.random.split(k_eval)
+    return (
+        losses,
+        task.eval_loss(state.params, k_train, "train"),
+        task.eval_loss(state.params, k_test, "test"),
+    )
+
+
+@partial(jax.jit, static_argnames=("family", "lopt", "num_tasks", "num_steps"))
+def evaluate_theta(
+    family: Any, lopt: Any, theta: Any, key: jax.Array, num_tasks: int, num_steps: int
+) -> dict:
+    """Train ``num_tasks`` fresh tasks of ``family`` for ``num_steps`` steps with ``theta``.
+
+    Returns a dict of arrays: ``losses`` f32[num_tasks, num_steps] (minibatch training
+    losses before each step), ``final_train_loss`` / ``final_test_loss`` f32[num_tasks]
+    (``eval_loss`` after the last step). ``family`` and ``lopt`` must be hashable.
+    """
+    system = LearnedOptimizerSystem(family=family, lopt=lopt, horizon=num_steps)
+    keys = jax.random.split(key, num_tasks)
+    losses, train, test = jax.vmap(lambda k: _run_one(system, theta, k))(keys)
+    return {"losses": losses, "final_train_loss": train, "final_test_loss": test}
+
+
+def summarize(result: dict) -> dict:
+    """Scalars for logging: means over tasks (non-finite values counted, not averaged)."""
+    summary = {}
+    for name in ("final_train_loss", "final_test_loss"):
+        values = jnp.asarray(result[name])
+        finite = jnp.isfinite(values)
+        summary[name] = float(jnp.sum(jnp.where(finite, values, 0.0)) / max(1, int(finite.sum())))
+    last = jnp.asarray(result["losses"])[:, -1]
+    summary["last_batch_loss"] = float(jnp.nanmean(last))
+    summary["num_nonfinite"] = int(jnp.sum(~jnp.isfinite(jnp.asarray(result["final_test_loss"]))))
+    return summary
