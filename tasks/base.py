@@ -27,6 +27,19 @@ Split = Literal["train", "test"]
 SPLITS: tuple[str, ...] = ("train", "test")
 
 
+def check_split(split: str) -> str:
+    """Validate a data-split name at the Python level (splits are static under jit).
+
+    Returns ``split`` unchanged; raises ``ValueError`` naming the valid splits otherwise.
+    """
+    if split not in SPLITS:
+        raise ValueError(
+            f"split={split!r} is not a data split; expected one of {SPLITS} "
+            "(use 'train' for training data, 'test' for held-out images)."
+        )
+    return split
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """One optimization problem.
@@ -41,6 +54,9 @@ class Task:
       metrics: optional ``metrics(params, key, split) -> dict[str, scalar]`` with extra
         evaluation numbers (e.g. ``{"accuracy": ...}`` for classifiers).
       optimum: optional known minimum loss value (e.g. of a quadratic), or None.
+      argmin: optional known minimiser (a params pytree at which ``loss`` attains
+        ``optimum``), or None. Added after the first release, with a default, so
+        existing constructors keep working.
     """
 
     name: str
@@ -49,6 +65,7 @@ class Task:
     eval_loss: Callable[[Params, jax.Array, str], jax.Array]
     metrics: Callable[[Params, jax.Array, str], dict] | None = None
     optimum: Any = None
+    argmin: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
