@@ -176,13 +176,47 @@ class ESGradientEstimator:
         )
         # Two-state counter machine, see the module docstring.
         self.es_params = self.es.default_params.replace(T=2, K=1)
-        self.step = jax.jit(self._step_with_gradient_dropped)
-        self.step_and_gradient = jax.jit(self._step)
-        self.init = jax.jit(self._init)
+        shapes = jax.tree.map(lambda x: (tuple(jnp.shape(x)), str(jnp.result_type(x))),
+                              theta_template)
+        self._identity = (
+            system, strategy, self.sigma, num_tasks, num_pairs, trunc_length, horizon,
+            outer_optimizer if outer_optimizer is not None else (outer_lr, outer_clip),
+            fitness_shaping_fn, self.fitness_clip, self.nan_fitness, tuple(self.offsets),
+            jax.tree.structure(theta_template), tuple(jax.tree.leaves(shapes)),
+        )
+
+    # Estimators built from equal settings compare equal, so the module-level jitted
+    # functions below reuse one compilation across instances (e.g. a resumed run).
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ESGradientEstimator) and self._identity == other._identity
+
+    def __hash__(self) -> int:
+        return hash(self._identity)
+
+    def init(self, key: jax.Array, theta: Any) -> EstimatorState:
+        """Fresh `EstimatorState` for meta-parameters ``theta`` (jitted).
+
+        Draws ``num_tasks`` systems with ``system.init``, advances task t by its
+        `stagger_offsets` with the unperturbed ``theta``, and copies it to the task's
+        ``2 * num_pairs`` particles (accumulators start at zero).
+        """
+        return _jit_init(self, key, theta)
+
+    def step(self, state: EstimatorState) -> tuple[EstimatorState, dict]:
+        """One outer step (jitted): ``(state, metrics)``, metrics a dict of scalars.
+
+        Metrics: ``meta_loss`` (mean sanitised meta-loss over particles),
+        ``meta_loss_finite_mean``, ``num_nonfinite`` (particles whose meta-loss was NaN/inf),
+        ``num_resets``, ``grad_norm``, ``update_norm``, ``theta_norm``.
+        """
+        return _jit_step(self, state)
+
+    def step_and_gradient(self, state: EstimatorState) -> tuple[EstimatorState, dict, jax.Array]:
+        """`step` that also returns the flat gradient estimate f32[D] it applied."""
+        return _jit_step_and_gradient(self, state)
 
     # ------------------------------------------------------------------ init
     def _init(self, key: jax.Array, theta: Any) -> EstimatorState:
-        """`EstimatorState` with fresh systems staggered by `stagger_offsets` (jitted as ``init``)."""
         k_es, k_sys, k_stagger, k_next = jax.random.split(key, 4)
         es_state = self.es.init(k_es, theta, self.es_params)
         es_state = es_state.replace(
@@ -195,8 +229,9 @@ class ESGradientEstimator:
         system_state = jax.tree.map(
             lambda x: jnp.broadcast_to(x[None, :, None], shape + x.shape[1:]), states
         )
-        return EstimatorState(es_state=es_state, system_state=system_state, key=k_next,
-                              step=jnp.int32(0))
+        state = EstimatorState(es_state=es_state, system_state=system_state, key=k_next,
+                               step=jnp.int32(0))
+        return _strong(state)
 
     def _stagger(self, theta: Any, states: Any, key: jax.Array) -> Any:
         """Advance task t by ``offsets[t] / K`` unperturbed truncations."""
@@ -257,13 +292,9 @@ class ESGradientEstimator:
             "update_norm": jnp.linalg.norm(theta_flat - state.es_state.mean),
             "theta_norm": jnp.linalg.norm(theta_flat),
         }
-        new_state = EstimatorState(es_state=es_state, system_state=system_state, key=key,
-                                   step=state.step + 1)
+        new_state = _strong(EstimatorState(es_state=es_state, system_state=system_state,
+                                           key=key, step=state.step + 1))
         return new_state, metrics, grad
-
-    def _step_with_gradient_dropped(self, state: EstimatorState) -> tuple[EstimatorState, dict]:
-        new_state, metrics, _ = self._step(state)
-        return new_state, metrics
 
     def _gradient(self, population: Any, fitness: jax.Array, es_state: Any) -> jax.Array:
         """``1/(N sigma^2) sum_i shaped(f)_i xi_i`` -- the same estimate evosax's `tell` uses."""
@@ -281,6 +312,31 @@ class ESGradientEstimator:
         """``xi`` per particle, f32[2, num_tasks, num_pairs, D] (accumulated for PES)."""
         xi = state.es_state.pert if self.strategy == "nres" else state.es_state.pert_accum
         return xi.reshape((2, self.num_tasks, self.num_pairs, -1))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jit_init(estimator: ESGradientEstimator, key: jax.Array, theta: Any) -> EstimatorState:
+    return estimator._init(key, theta)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jit_step(estimator: ESGradientEstimator, state: EstimatorState):
+    new_state, metrics, _ = estimator._step(state)
+    return new_state, metrics
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jit_step_and_gradient(estimator: ESGradientEstimator, state: EstimatorState):
+    return estimator._step(state)
+
+
+def _strong(tree: Any) -> Any:
+    """Cast every leaf to its own dtype without weak typing.
+
+    evosax produces some fields as Python scalars (weakly typed); making `init` and `step`
+    return identical abstract types means `step` compiles exactly once.
+    """
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
 def _unroll_one(system: Any, length: int, theta: Any, state: Any, key: jax.Array):

@@ -1,0 +1,254 @@
+"""The meta-training loop: `train(config) -> TrainResult`.
+
+    result = train(MetaTrainConfig(family="quadratic", outer_steps=300, out_dir="runs/q"))
+    result = train(config, resume="runs/q")         # continue, bit-identical on CPU
+
+A run directory holds ``config.json`` (the resolved config), ``metrics.csv`` and
+``metrics.jsonl`` (one row every ``log_every`` steps and at held-out evaluations),
+``checkpoint.msgpack`` (the whole `EstimatorState`, replaced atomically every
+``ckpt_every`` steps and at the end) and ``theta.json`` + ``theta.msgpack`` (the final
+meta-parameters via `l2o.save`, with provenance). Each outer step is one jitted call
+(`ESGradientEstimator.step`); metrics stay on device until a logging step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from tqdm.auto import tqdm
+
+from meta_train.checkpoint import load_checkpoint, save_checkpoint, write_atomic
+from meta_train.config import MetaTrainConfig
+from meta_train.evaluate import evaluate_theta, summarize
+from meta_train.inner import LearnedOptimizerSystem
+from meta_train.metrics_log import MetricsLog
+from meta_train.pes import ESGradientEstimator
+
+CHECKPOINT = "checkpoint.msgpack"
+# Fields that may change when resuming: they do not alter the training trajectory.
+RESUMABLE_CHANGES = ("outer_steps", "eval_every", "eval_tasks", "ckpt_every", "log_every",
+                     "out_dir", "heldout_family")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What `train` returns.
+
+    Attributes:
+      theta: final meta-parameters.
+      run_dir: the run directory; metrics_path: its ``metrics.csv``.
+      theta_path: ``run_dir / "theta"`` (``.json`` + ``.msgpack`` written by `l2o.save`).
+      steps: outer steps taken in total (including before a resume).
+      final_eval: held-out summary for the final theta (``"trained"``) and the initial
+        one (``"initial"``), see `meta_train.evaluate.summarize`.
+    """
+
+    theta: Any
+    run_dir: Path
+    metrics_path: Path
+    theta_path: Path
+    steps: int
+    final_eval: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Components:
+    """Everything built from a config (see `build`)."""
+
+    lopt: Any
+    family: Any
+    heldout: Any
+    system: LearnedOptimizerSystem
+    estimator: ESGradientEstimator
+    theta_init: Any
+
+
+def build(config: MetaTrainConfig) -> Components:
+    """Learned optimizer, families, inner system and estimator described by ``config``."""
+    import l2o
+    from tasks import registry
+
+    config.check_names()
+    lopt = l2o.registry.get(config.lopt, **config.lopt_config)
+    family = registry.get(config.family)
+    heldout = registry.get(config.heldout_family or config.family, split="heldout")
+    system = LearnedOptimizerSystem(
+        family=family, lopt=lopt, horizon=config.horizon, meta_loss=config.meta_loss,
+        meta_loss_split=config.meta_loss_split, max_ratio=config.max_ratio,
+    )
+    theta_init = lopt.init_meta_params(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
+    low_high = max(abs(v) for v in _bounds(config))
+    estimator = ESGradientEstimator(
+        system, theta_init, strategy=config.strategy, sigma=config.sigma,
+        num_tasks=config.num_tasks, num_pairs=config.num_pairs,
+        trunc_length=config.trunc_length, horizon=config.horizon, outer_lr=config.outer_lr,
+        outer_clip=config.outer_clip, fitness_shaping_fn=config.fitness_shaping,
+        fitness_clip=low_high, nan_fitness=_bounds(config)[1], stagger=config.stagger,
+    )
+    return Components(lopt, family, heldout, system, estimator, theta_init)
+
+
+def _bounds(config: MetaTrainConfig) -> tuple[float, float]:
+    from meta_train.objective import meta_loss_bounds
+
+    return meta_loss_bounds(config.meta_loss, config.max_ratio)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` and make sure files can be written there (clear error otherwise)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(
+            f"run directory {str(run_dir)!r} is not writable ({err.strerror or err}); "
+            "pass another out_dir (--out) or fix its permissions."
+        ) from None
+
+
+def _resolve_resume(config: MetaTrainConfig, run_dir: Path) -> MetaTrainConfig:
+    saved_path = run_dir / "config.json"
+    if not saved_path.is_file():
+        raise FileNotFoundError(
+            f"cannot resume from {str(run_dir)!r}: no config.json there; pass the directory "
+            "of an earlier run."
+        )
+    saved = MetaTrainConfig.from_json(saved_path)
+    changed = [f.name for f in dataclasses.fields(config)
+               if f.name not in RESUMABLE_CHANGES and getattr(config, f.name) != getattr(saved, f.name)]
+    if changed:
+        diffs = ", ".join(f"{n}: {getattr(saved, n)!r} -> {getattr(config, n)!r}" for n in changed)
+        raise ValueError(
+            f"cannot resume {str(run_dir)!r} with a different training config ({diffs}); "
+            f"only {list(RESUMABLE_CHANGES)} may change. Start a new run instead."
+        )
+    return dataclasses.replace(config, out_dir=str(run_dir))
+
+
+def _eval(components: Components, config: MetaTrainConfig, theta: Any, key: jax.Array) -> dict:
+    result = evaluate_theta(components.heldout, components.lopt, theta, key,
+                            config.eval_tasks, config.horizon)
+    return summarize(result)
+
+
+def train(
+    config: MetaTrainConfig,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    components: Components | None = None,
+) -> TrainResult:
+    """Meta-train ``config.lopt`` on ``config.family`` with ``config.strategy``.
+
+    Args:
+      config: the run's config (``config.out_dir`` is the run directory).
+      resume: an earlier run directory to continue from its latest checkpoint; the
+        training fields of ``config`` must equal the saved ones (``outer_steps`` and the
+        logging periods may change). Without a checkpoint there it starts from step 0.
+      progress: show a tqdm progress bar.
+      components: prebuilt pieces (e.g. a custom family or optimizer not in the
+        registries); default `build(config)`. They must agree with ``config``.
+    """
+    if resume is not None:
+        config = _resolve_resume(config, Path(resume))
+    run_dir = Path(config.out_dir)
+    check_writable(run_dir)
+    components = build(config) if components is None else components
+    estimator = components.estimator
+    write_atomic(run_dir / "config.json",
+                 (json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+
+    root_key = jax.random.PRNGKey(config.seed)
+    state = estimator.init(jax.random.fold_in(root_key, 0), components.theta_init)
+    log = MetricsLog(run_dir)
+    start_step, wall_offset = 0, 0.0
+    checkpoint_path = run_dir / CHECKPOINT
+    if resume is not None and checkpoint_path.is_file():
+        state, extra = load_checkpoint(checkpoint_path, state)
+        start_step, wall_offset = int(extra["step"]), float(extra["wall_time"])
+        log.truncate(extra["metrics_offsets"])
+    else:
+        log.truncate(None)
+
+    eval_key = jax.random.fold_in(root_key, 2)
+    t_start = time.perf_counter()
+    t_last, step_last = t_start, start_step
+    nonfinite_since_log = jnp.int32(0)
+    bar = tqdm(total=config.outer_steps, initial=start_step, disable=not progress,
+               desc="meta-train", unit="step")
+    try:
+        for step in range(start_step + 1, config.outer_steps + 1):
+            state, metrics = estimator.step(state)
+            nonfinite_since_log = nonfinite_since_log + metrics["num_nonfinite"]
+            bar.update(1)
+            do_log = config.log_every and step % config.log_every == 0
+            do_eval = config.eval_every and step % config.eval_every == 0
+            if do_log or do_eval or step == config.outer_steps:
+                now = time.perf_counter()
+                row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                row["num_nonfinite"] = int(nonfinite_since_log)
+                row["step"] = step
+                row["steps_per_s"] = (step - step_last) / max(now - t_last, 1e-9)
+                row["wall_time"] = wall_offset + now - t_start
+                t_last, step_last, nonfinite_since_log = now, step, jnp.int32(0)
+                if do_eval:
+                    theta = estimator.theta(state)
+                    evaluated = _eval(components, config, theta, jax.random.fold_in(eval_key, step))
+                    row.update({f"eval_{k}": v for k, v in evaluated.items()})
+                log.write(row)
+                bar.set_postfix(meta_loss=f"{row['meta_loss']:.4f}",
+                                steps_per_s=f"{row['steps_per_s']:.2f}")
+            if (config.ckpt_every and step % config.ckpt_every == 0) or step == config.outer_steps:
+                save_checkpoint(checkpoint_path, state, {
+                    "step": step,
+                    "wall_time": wall_offset + time.perf_counter() - t_start,
+                    "metrics_offsets": log.offsets(),
+                })
+    finally:
+        bar.close()
+        log.close()
+
+    wall_time = wall_offset + time.perf_counter() - t_start
+    theta = estimator.theta(state)
+    final_key = jax.random.fold_in(eval_key, -1 % (2**31))
+    final_eval = {
+        "trained": _eval(components, config, theta, final_key),
+        "initial": _eval(components, config, components.theta_init, final_key),
+    }
+    steps = int(state.step)
+    theta_path = run_dir / "theta"
+    import l2o
+
+    l2o.save(theta_path, components.lopt, theta, _provenance(config, steps, wall_time, final_eval))
+    (run_dir / "final_eval.json").write_text(json.dumps(final_eval, indent=2) + "\n")
+    return TrainResult(theta=theta, run_dir=run_dir, metrics_path=log.csv_path,
+                       theta_path=theta_path, steps=steps, final_eval=final_eval)
+
+
+def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eval: dict) -> dict:
+    device = jax.devices()[0]
+    return {
+        "family": config.family,
+        "heldout_family": config.heldout_family or f"{config.family} (heldout split)",
+        "outer_steps": steps,
+        "strategy": config.strategy,
+        "sigma": config.sigma,
+        "outer_lr": config.outer_lr,
+        "horizon": config.horizon,
+        "trunc_length": config.trunc_length,
+        "num_tasks": config.num_tasks,
+        "num_pairs": config.num_pairs,
+        "meta_loss": config.meta_loss,
+        "seed": config.seed,
+        "wall_time_s": round(wall_time, 2),
+        "train_device": f"{device.platform}:{device.device_kind} x{jax.device_count()}",
+        "heldout_eval": final_eval,
+        "config": config.to_dict(),
+    }
