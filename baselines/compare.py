@@ -95,7 +95,9 @@ def row_metrics(result: EvalResult, reference: EvalResult) -> dict[str, Any]:
       (0: never), aggregated by median and by geometric mean over reached tasks;
     - ``win_rate``: fraction of tasks whose final loss beats Adam's (ties ½, NaN loses);
     - ``divergences`` (runs with NaN/inf or blow-up) out of ``num_runs``;
-    - ``time_ratio``: wall-clock per step ÷ Adam's.
+    - ``time_ratio``: wall-clock per step ÷ Adam's;
+    - ``guard_learned_fraction`` (guarded rows only): mean fraction of steps on which the
+      guard took the learned candidate.
     """
     finals = per_task_final(result)
     reference_finals = per_task_final(reference)
@@ -117,7 +119,11 @@ def row_metrics(result: EvalResult, reference: EvalResult) -> dict[str, Any]:
 
     geomean_reached = float(np.exp(np.log(speedups[reached]).mean())) if reached.any() else 0.0
     best = np.fmin.reduce(curves, axis=-1)  # ignores NaN; NaN only if all NaN
+    extra = {}
+    if "learned_fraction" in result.final_stats:  # loss-guarded rows
+        extra["guard_learned_fraction"] = float(result.final_stats["learned_fraction"].mean())
     return {
+        **extra,
         "final_loss": safe_mean(run_finals[ok]),
         "final_test_loss": safe_mean(result.eval_loss[..., -1][ok]),
         "best_loss": safe_mean(best),
@@ -226,9 +232,9 @@ def compare(
 
     reference_spec, reference_hparams = specs[REFERENCE], results[REFERENCE][1]
     for name, (kind, factory) in learned.items():
-        rows = [(name, kind, lambda factory=factory: factory(steps))]
+        rows = [(name, kind, lambda factory=factory: factory(steps), None)]
         if guard:
-            from l2o.guard import loss_guarded
+            from l2o.guard import guard_stats, loss_guarded
 
             rows.append((
                 f"{name}+guard",
@@ -236,11 +242,13 @@ def compare(
                 lambda factory=factory: loss_guarded(
                     factory(steps), reference_spec.make(**reference_hparams)
                 ),
+                guard_stats,
             ))
-        for row_name, row_kind, make in rows:
+        for row_name, row_kind, make, stats in rows:
             bar.set_postfix_str(f"eval {row_name}")
             result = evaluate_grid(
-                make, None, heldout, steps, num_seeds, num_tasks, key_eval, None, num_evals
+                make, None, heldout, steps, num_seeds, num_tasks, key_eval, None, num_evals,
+                stats,
             )
             results[row_name] = (row_kind, {}, result)
             bar.update()

@@ -47,6 +47,8 @@ class EvalResult:
         evaluation included.
       compile_seconds: time to lower and compile.
       device: ``str(jax.devices()[0])``.
+      final_stats: ``final_stats(opt_state)`` of the last state, each ``[...]`` (e.g. the
+        loss guard's ``learned_fraction``); empty when not requested.
     """
 
     train_loss: np.ndarray
@@ -58,6 +60,7 @@ class EvalResult:
     seconds_per_step: float
     compile_seconds: float
     device: str
+    final_stats: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def _chunks(steps: int, num_evals: int) -> tuple[int, int, int]:
@@ -73,13 +76,14 @@ def make_run(
     steps: int,
     num_evals: int = 10,
     eval_params: Callable[[Any, Any], Any] | None = None,
+    final_stats: Callable[[Any], dict] | None = None,
 ) -> Callable[[dict, Any, jax.Array], dict]:
     """One whole training run as a pure function ``run(hparams, cfg, key) -> dict``.
 
     ``make_tx(**hparams)`` builds the optimizer inside the trace, so ``hparams`` (a dict
     of scalars) may be batched with ``vmap``. The returned dict holds ``train_loss``
     ``[steps]``, ``eval_loss`` and ``eval_train_loss`` ``[num_evals + 1]`` (raw, possibly
-    non-finite).
+    non-finite), and ``final_stats`` (``final_stats(last opt_state)``, or ``{}``).
     """
     eval_params = eval_params or default_eval_params
     num_chunks, chunk, tail = _chunks(steps, num_evals)
@@ -126,7 +130,13 @@ def make_run(
             last = evaluate_now(carry[0], carry[1], num_chunks + 1)
             test_losses = test_losses.at[-1].set(last[0])
             train_losses = train_losses.at[-1].set(last[1])
-        return {"train_loss": losses, "eval_loss": test_losses, "eval_train_loss": train_losses}
+        stats = {} if final_stats is None else dict(final_stats(carry[1]))
+        return {
+            "train_loss": losses,
+            "eval_loss": test_losses,
+            "eval_train_loss": train_losses,
+            "final_stats": stats,
+        }
 
     return run
 
@@ -160,6 +170,7 @@ def evaluate_grid(
     key: jax.Array | None = None,
     eval_params: Callable[[Any, Any], Any] | None = None,
     num_evals: int = 10,
+    final_stats: Callable[[Any], dict] | None = None,
 ) -> EvalResult:
     """Run ``make_tx(**point)`` for every grid point, task and seed in one jitted call.
 
@@ -173,6 +184,7 @@ def evaluate_grid(
         The configs are ``task_configs(family, num_tasks, jax.random.split(key)[0])``.
       eval_params: ``(opt_state, params) -> params`` evaluated (Lookahead: slow weights).
       num_evals: number of evaluations after step 0.
+      final_stats: ``opt_state -> dict of scalars`` recorded from each run's last state.
 
     Returns:
       :class:`EvalResult` with arrays shaped ``[len(grid),] num_tasks, num_seeds, ...``.
@@ -182,7 +194,7 @@ def evaluate_grid(
     key_tasks, key_runs = jax.random.split(key)
     cfgs = task_configs(family, num_tasks, key_tasks)
     run_keys = jax.random.split(key_runs, (num_tasks, num_seeds))
-    run = make_run(make_tx, family, steps, num_evals, eval_params)
+    run = make_run(make_tx, family, steps, num_evals, eval_params, final_stats)
     over_seeds = jax.vmap(run, in_axes=(None, None, 0))
     over_tasks = jax.vmap(over_seeds, in_axes=(None, 0, 0))
     if grid is None:
@@ -224,6 +236,7 @@ def evaluate_grid(
         seconds_per_step=elapsed / steps,
         compile_seconds=compile_seconds,
         device=str(jax.devices()[0]),
+        final_stats=out["final_stats"],
     )
 
 
@@ -236,6 +249,7 @@ def evaluate(
     key: jax.Array | None = None,
     eval_params: Callable[[Any, Any], Any] | None = None,
     num_evals: int = 10,
+    final_stats: Callable[[Any], dict] | None = None,
 ) -> EvalResult:
     """Train ``num_tasks`` tasks of ``family`` × ``num_seeds`` seeds with ``tx``.
 
@@ -248,5 +262,6 @@ def evaluate(
             "one with baselines.optimizers.adam(1e-3) or lopt.as_optax(theta, num_steps)."
         )
     return evaluate_grid(
-        lambda: tx, None, family, steps, num_seeds, num_tasks, key, eval_params, num_evals
+        lambda: tx, None, family, steps, num_seeds, num_tasks, key, eval_params, num_evals,
+        final_stats,
     )

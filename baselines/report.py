@@ -60,6 +60,7 @@ def results_dict(results: Results) -> dict[str, Any]:
             "eval_train_loss": row.result.eval_train_loss,
             "diverged": row.result.diverged,
             "num_nonfinite": row.result.num_nonfinite,
+            "final_stats": row.result.final_stats,
         }
     return _jsonable({
         "config": results.config,
@@ -122,6 +123,14 @@ def markdown(results: Results) -> str:
             f"{m['divergences']}/{m['num_runs']} | {_fmt(1e3 * m['seconds_per_step'], 3)} | "
             f"{_fmt(m['time_ratio'], 3)}× |"
         )
+    guarded = [
+        f"{name}: {100 * row.metrics['guard_learned_fraction']:.1f}%"
+        for name, row in results.rows.items()
+        if "guard_learned_fraction" in row.metrics
+    ]
+    if guarded:
+        lines += ["", "Loss guard (fallback: tuned Adam), steps that took the learned "
+                  "candidate: " + ", ".join(guarded) + "."]
     lines += [
         "",
         "Final loss: mean train loss over the last 10% of steps (runs that did not "

@@ -41,6 +41,7 @@ def results():
         num_seeds=2,
         num_tasks=2,
         heldout_family=toy_family(noise=0.2, split="heldout"),
+        guard=True,
         key=KEY,
         progress=False,
     )
@@ -60,8 +61,11 @@ def test_reference_row_matches_a_direct_run(results):
 
 
 def test_rows_and_metrics_are_consistent(results):
-    assert list(results.rows) == ["adam", "lookahead", "learned", "blowup"]
+    assert list(results.rows) == [
+        "adam", "lookahead", "learned", "learned+guard", "blowup", "blowup+guard"
+    ]
     assert results.rows["learned"].kind == "learned"
+    assert results.rows["learned+guard"].kind == "guarded"
     for row in results.rows.values():
         per_task = row.metrics["per_task"]
         finals = np.asarray(per_task["final_loss"])
@@ -80,6 +84,17 @@ def test_diverging_optimizer_is_reported_not_raised(results):
     assert np.isnan(blowup["final_loss"])
 
 
+def test_guard_with_tuned_adam_fallback_rescues_the_diverging_optimizer(results):
+    guarded = results.rows["blowup+guard"]
+    assert guarded.metrics["divergences"] == 0
+    stats = guarded.result.final_stats
+    assert stats["num_steps"].shape == (2, 2) and (stats["num_steps"] == STEPS).all()
+    assert guarded.metrics["guard_learned_fraction"] < 0.2
+    assert guarded.metrics["final_loss"] < 2 * results.rows["adam"].metrics["final_loss"]
+    learned_fraction = results.rows["learned+guard"].metrics["guard_learned_fraction"]
+    assert 0.0 <= learned_fraction <= 1.0
+
+
 def test_report_files(results, tmp_path):
     paths = write_report(results, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
@@ -92,10 +107,12 @@ def test_report_files(results, tmp_path):
     assert data["rows"]["blowup"]["train_loss"][0][0][-1] is None
     assert data["tuning"]["lookahead"]["best"] == results.tuning["lookahead"].best
     fractions = np.array(data["performance_profile"]["fractions"])
-    assert fractions.shape == (4, len(data["performance_profile"]["taus"]))
-    assert fractions[0, -1] == 1.0 and fractions[3].max() == 0.0  # adam reaches, blowup never
+    assert fractions.shape == (6, len(data["performance_profile"]["taus"]))
+    assert fractions[0, -1] == 1.0 and fractions[4].max() == 0.0  # adam reaches, blowup never
+    assert data["rows"]["blowup+guard"]["final_stats"]["num_steps"] == [[STEPS] * 2] * 2
     text = paths["markdown"].read_text()
     assert "| blowup |" in text and "4/4" in text and "cpu" in text.lower()
+    assert "blowup+guard:" in text
     for key in ("curves", "profile"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
