@@ -1,0 +1,205 @@
+"""Shared machinery of the image-classifier families (MLP, conv-net, softmax regression).
+
+Data lives on device as uint8 images and int32 labels; a minibatch is gathered inside
+``jit`` by ``jax.random.randint`` indices and normalised after gathering:
+``x = (pixel / 255 - mean) / std`` with the scalar mean/std of the training images.
+
+The training loss of a task is the mean softmax cross-entropy of a minibatch of
+``batch_size`` training images plus ``0.5 * l2 * ||params||^2``; ``eval_loss`` and
+``metrics`` use ``eval_batch_size`` images of the requested split (the whole split, in
+order, when it has at most that many images) and no L2 term.
+
+A family config (``cfg``) is a :class:`ClassifierCfg`: an init-scale multiplier applied
+to every initial parameter and the index of the activation function among the
+config's ``activations`` (selected with ``jax.lax.switch``, so it can be vmapped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from tasks.base import Task, check_split
+from tasks.sampling import check_positive_int, check_range, log_uniform, set_fields
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "gelu": jax.nn.gelu,
+    "elu": jax.nn.elu,
+    "swish": jax.nn.swish,
+}
+
+
+def apply_activation(names: Sequence[str], index: jax.Array, x: jax.Array) -> jax.Array:
+    """``ACTIVATIONS[names[index]](x)``; ``index`` may be traced (``lax.switch``)."""
+    if len(names) == 1:
+        return ACTIVATIONS[names[0]](x)
+    return jax.lax.switch(index, [ACTIVATIONS[n] for n in names], x)
+
+
+class DeviceData(NamedTuple):
+    """A dataset on device: uint8 ``(N, H, W, C)`` images, int32 ``(N,)`` labels per split."""
+
+    train_images: jax.Array
+    train_labels: jax.Array
+    test_images: jax.Array
+    test_labels: jax.Array
+    mean: float
+    std: float
+    num_classes: int
+    image_shape: tuple[int, int, int]
+
+
+@functools.cache
+def device_data(name: str, data_dir: str) -> DeviceData:
+    """Load dataset ``name`` (see :func:`tasks.data.load_dataset`) onto the default device."""
+    from tasks.data import load_dataset
+
+    dataset = load_dataset(name, data_dir)
+    pixels = dataset.train_images.astype(np.float64) / 255.0
+    return DeviceData(
+        train_images=jnp.asarray(dataset.train_images),
+        train_labels=jnp.asarray(dataset.train_labels),
+        test_images=jnp.asarray(dataset.test_images),
+        test_labels=jnp.asarray(dataset.test_labels),
+        mean=float(pixels.mean()),
+        std=float(max(pixels.std(), 1e-3)),
+        num_classes=dataset.num_classes,
+        image_shape=dataset.image_shape,
+    )
+
+
+def gather_batch(data: DeviceData, key: jax.Array, split: str, batch_size: int):
+    """Normalised float32 images ``(B, H, W, C)`` and labels ``(B,)`` of ``split``.
+
+    Indices are ``randint(key, (batch_size,), 0, N)`` (with replacement); when
+    ``batch_size >= N`` the whole split is returned in order and ``key`` is unused.
+    """
+    check_split(split)
+    images = data.train_images if split == "train" else data.test_images
+    labels = data.train_labels if split == "train" else data.test_labels
+    if batch_size < images.shape[0]:
+        index = jax.random.randint(key, (batch_size,), 0, images.shape[0])
+        images, labels = images[index], labels[index]
+    x = (images.astype(jnp.float32) / 255.0 - data.mean) / data.std
+    return x, labels
+
+
+@struct.dataclass
+class ClassifierCfg:
+    """Per-task config: ``init_scale`` (float32 scalar), ``activation`` (int32 index)."""
+
+    init_scale: jax.Array
+    activation: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """Options shared by the image-classifier families.
+
+    Attributes:
+      dataset: "digits" (default, offline), "mnist", "fashion_mnist" or "cifar10".
+      data_dir: TFDS data directory (None: ``$L2O_DATA_DIR`` or the default cache).
+      batch_size: training minibatch size.
+      eval_batch_size: images per ``eval_loss``/``metrics`` call (whole split if larger).
+      init_scale_range: ``(low, high)``; the init multiplier is log-uniform in it.
+      activations: names from ``ACTIVATIONS``; each task draws one uniformly.
+      l2: weight of ``0.5 * ||params||^2`` in the training loss.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    batch_size: int = 128
+    eval_batch_size: int = 2048
+    init_scale_range: tuple[float, float] = (0.5, 2.0)
+    activations: tuple[str, ...] = ("tanh",)
+    l2: float = 0.0
+
+    def __post_init__(self):
+        from tasks.data import DATASETS
+
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}.")
+        activations = (self.activations,) if isinstance(self.activations, str) else self.activations
+        activations = tuple(activations)
+        unknown = [a for a in activations if a not in ACTIVATIONS]
+        if not activations or unknown:
+            raise ValueError(
+                f"activations must be a non-empty sequence of {sorted(ACTIVATIONS)}, "
+                f"got {self.activations!r}.")
+        if not float(self.l2) >= 0:
+            raise ValueError(f"l2 must be >= 0, got {self.l2!r}.")
+        set_fields(
+            self, activations=activations, l2=float(self.l2),
+            batch_size=check_positive_int("batch_size", self.batch_size),
+            eval_batch_size=check_positive_int("eval_batch_size", self.eval_batch_size),
+            init_scale_range=check_range("init_scale_range", self.init_scale_range, positive=True),
+        )
+
+    def device_data(self) -> DeviceData:
+        """This config's dataset on device (loaded once per process and directory)."""
+        from tasks.data import resolve_data_dir
+
+        return device_data(self.dataset, resolve_data_dir(self.data_dir))
+
+
+def sample_classifier_cfg(key: jax.Array, config: ClassifierConfig) -> ClassifierCfg:
+    """Draw an init multiplier (log-uniform) and an activation index (uniform)."""
+    k_scale, k_act = jax.random.split(key)
+    return ClassifierCfg(
+        init_scale=log_uniform(k_scale, config.init_scale_range),
+        activation=jax.random.randint(k_act, (), 0, len(config.activations), jnp.int32),
+    )
+
+
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean over the batch of ``-log softmax(logits)[label]``; logits ``(B, K)``."""
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+
+def classifier_task(
+    name: str,
+    model,
+    cfg: ClassifierCfg,
+    config: ClassifierConfig,
+    data: DeviceData,
+) -> Task:
+    """A :class:`Task` training flax ``model`` (``model.apply(vars, x, activation)``)."""
+    dummy = jnp.zeros((1, *data.image_shape), jnp.float32)
+
+    def logits_fn(params, x):
+        return model.apply({"params": params}, x, cfg.activation)
+
+    def init(key):
+        params = model.init(key, dummy, cfg.activation)["params"]
+        return jax.tree.map(lambda p: (p * cfg.init_scale).astype(jnp.float32), params)
+
+    def loss(params, key):
+        x, y = gather_batch(data, key, "train", config.batch_size)
+        data_loss = softmax_cross_entropy(logits_fn(params, x), y)
+        if config.l2 == 0.0:
+            return data_loss
+        sq_norm = sum(jnp.sum(p**2) for p in jax.tree.leaves(params))
+        return data_loss + 0.5 * config.l2 * sq_norm
+
+    def metrics(params, key, split="test"):
+        x, y = gather_batch(data, key, split, config.eval_batch_size)
+        logits = logits_fn(params, x)
+        return {
+            "loss": softmax_cross_entropy(logits, y),
+            "accuracy": jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32)),
+        }
+
+    def eval_loss(params, key, split="test"):
+        return metrics(params, key, split)["loss"]
+
+    return Task(name=name, init=init, loss=loss, eval_loss=eval_loss, metrics=metrics)
