@@ -1,0 +1,152 @@
+"""Inner training system and meta-objective: exact numbers against hand-written loops."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from meta_train.inner import LearnedOptimizerSystem
+from meta_train.objective import loss_scale, meta_loss_bounds, meta_loss_term, sanitize
+
+
+@dataclasses.dataclass(frozen=True)
+class LogLrSGD:
+    """A one-parameter 'learned' optimizer: updates = -exp(theta["log_lr"]) * grads."""
+
+    name = "log-lr-sgd"
+    needs_value_fn: bool = False
+
+    def init_meta_params(self, key):
+        return {"log_lr": jnp.float32(math.log(0.1))}
+
+    def init(self, theta, params, num_steps):
+        return {"count": jnp.int32(0), "num_steps": jnp.asarray(num_steps, jnp.int32)}
+
+    def update(self, theta, grads, state, params, loss, value_fn=None):
+        lr = jnp.exp(theta["log_lr"])
+        if value_fn is not None:  # record that the guard hook sees the next batch's loss
+            lr = lr * jnp.where(value_fn(params) >= 0, 1.0, 0.0)
+        updates = jax.tree.map(lambda g: -lr * g, grads)
+        return updates, {"count": state["count"] + 1, "num_steps": state["num_steps"]}
+
+
+THETA = {"log_lr": jnp.float32(math.log(0.1))}
+
+
+def test_unroll_equals_manual_sgd_and_resets_at_horizon(toy_family):
+    system = LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=6, meta_loss="raw",
+                                    max_ratio=1e6)
+    state = system.init(jax.random.PRNGKey(0), THETA)
+    # Manual SGD from the same start with the same minibatch keys.
+    task = toy_family.task(state.cfg)
+    params, losses = state.params, []
+    for t in range(6):
+        loss, grads = jax.value_and_grad(task.loss)(params, jax.random.fold_in(state.data_key, t))
+        losses.append(loss)
+        params = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+
+    mid, mean_a, reset_a = system.unroll(THETA, state, jax.random.PRNGKey(1), 3)
+    assert not bool(reset_a) and int(mid.inner_step) == 3
+    np.testing.assert_allclose(mean_a, np.mean(losses[:3]), rtol=1e-5)
+    end, mean_b, reset_b = system.unroll(THETA, mid, jax.random.PRNGKey(1), 3)
+    np.testing.assert_allclose(mean_b, np.mean(losses[3:]), rtol=1e-5)
+    assert bool(reset_b)
+    # After the reset: a fresh run, exactly system.init with the unroll's key.
+    fresh = system.init(jax.random.PRNGKey(1), THETA)
+    assert int(end.inner_step) == 0
+    for a, b in zip(jax.tree.leaves(end), jax.tree.leaves(fresh)):
+        np.testing.assert_array_equal(a, b)
+    assert int(end.opt_state["num_steps"]) == 6
+    # Before the reset the parameters were the manual SGD's.
+    np.testing.assert_allclose(
+        system.unroll(THETA, mid, jax.random.PRNGKey(1), 2)[0].params["x"],
+        _sgd(task, mid.params, state.data_key, 3, 2), rtol=1e-5)
+
+
+def _sgd(task, params, data_key, start, steps):
+    for t in range(start, start + steps):
+        grads = jax.grad(task.loss)(params, jax.random.fold_in(data_key, t))
+        params = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+    return params["x"]
+
+
+def test_value_fn_is_the_next_steps_batch_loss(toy_family):
+    calls = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Recorder(LogLrSGD):
+        needs_value_fn: bool = True
+
+        def update(self, theta, grads, state, params, loss, value_fn=None):
+            calls.append(value_fn)
+            return super().update(theta, grads, state, params, loss, value_fn=value_fn)
+
+    system = LearnedOptimizerSystem(toy_family, Recorder(), horizon=4)
+    state = system.init(jax.random.PRNGKey(0), THETA)
+    _, loss, _ = system.inner_step(THETA, state)
+    assert calls and calls[-1] is not None
+    task = toy_family.task(state.cfg)
+    next_batch = task.loss(state.params, jax.random.fold_in(state.data_key, 1))
+    np.testing.assert_allclose(calls[-1](state.params), next_batch, rtol=1e-6)
+
+
+def test_log_meta_loss_is_relative_to_initial_loss(toy_family):
+    system = LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=4, meta_loss="log")
+    state = system.init(jax.random.PRNGKey(2), THETA)
+    task = toy_family.task(state.cfg)
+    initial = task.loss(state.params, jax.random.fold_in(state.data_key, 0))
+    np.testing.assert_allclose(state.loss_scale, initial, rtol=1e-6)
+    _, loss, term = system.inner_step(THETA, state)
+    # The first step's batch is the one that defined the scale: log(1) = 0.
+    np.testing.assert_allclose(loss, initial, rtol=1e-6)
+    assert abs(float(term)) < 1e-6
+    _, mean, _ = system.unroll(THETA, state, jax.random.PRNGKey(0), 2)
+    second = system.inner_step(THETA, system.inner_step(THETA, state)[0])[2]
+    np.testing.assert_allclose(mean, 0.5 * (0.0 + second), atol=1e-6)
+    assert float(second) < 0.0  # SGD made progress
+
+
+def test_meta_loss_terms_clip_and_keep_nans():
+    scale = jnp.float32(2.0)
+    np.testing.assert_allclose(meta_loss_term(jnp.float32(1.0), scale, "log", 10.0), math.log(0.5),
+                               rtol=1e-6)
+    np.testing.assert_allclose(meta_loss_term(jnp.float32(1e3), scale, "log", 10.0), math.log(10.0),
+                               rtol=1e-6)
+    np.testing.assert_allclose(meta_loss_term(jnp.float32(0.0), scale, "log", 10.0), math.log(1e-12),
+                               rtol=1e-6)
+    np.testing.assert_allclose(meta_loss_term(jnp.float32(3.0), scale, "normalized", 10.0), 1.5)
+    np.testing.assert_allclose(meta_loss_term(jnp.float32(-50.0), scale, "raw", 10.0), -10.0)
+    for kind in ("log", "normalized", "raw"):
+        assert bool(jnp.isnan(meta_loss_term(jnp.float32(jnp.inf), scale, kind, 10.0)))
+    assert meta_loss_bounds("normalized", 5.0) == (0.0, 5.0)
+    with pytest.raises(ValueError, match="unknown meta-loss kind 'mse'"):
+        meta_loss_term(jnp.float32(1.0), scale, "mse", 10.0)
+    np.testing.assert_array_equal(loss_scale(jnp.array([4.0, -3.0, jnp.nan, 0.0])), [4, 3, 1, 1])
+    safe, count = sanitize(jnp.array([1.0, jnp.nan, -jnp.inf, 7.0]), 5.0, 9.0)
+    np.testing.assert_array_equal(safe, [1.0, 9.0, 9.0, 5.0])
+    assert int(count) == 2
+
+
+def test_nan_task_makes_unroll_nonfinite(toy_family):
+    def poisoned_task(cfg):
+        task = toy_family.task(cfg)
+        return dataclasses.replace(task, loss=lambda p, k: task.loss(p, k) * jnp.nan)
+
+    family = dataclasses.replace(toy_family, task=poisoned_task)
+    system = LearnedOptimizerSystem(family, LogLrSGD(), horizon=4)
+    state = system.init(jax.random.PRNGKey(0), THETA)
+    assert float(state.loss_scale) == 1.0  # non-finite initial loss -> neutral scale
+    _, mean, _ = system.unroll(THETA, state, jax.random.PRNGKey(0), 2)
+    assert not bool(jnp.isfinite(mean))
+
+
+def test_rejects_bad_settings(toy_family):
+    with pytest.raises(ValueError, match="meta_loss_split 'valid'"):
+        LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=4, meta_loss_split="valid")
+    with pytest.raises(ValueError, match="horizon must be a positive int, got 0"):
+        LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=0)
