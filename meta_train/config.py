@@ -125,17 +125,18 @@ class MetaTrainConfig:
             raise ValueError("invalid MetaTrainConfig: " + "; ".join(errors) + ".")
 
     # ---------------------------------------------------------------- names
-    def check_names(self) -> None:
-        """Raise `ValueError` if the family or optimizer names are not registered."""
-        import l2o
+    def check_names(self, lopt: bool = True, families: bool = True) -> None:
+        """Raise `ValueError` if the optimizer / family names are not registered."""
+        if lopt:
+            import l2o
 
-        lopts = l2o.registry.names()
-        if self.lopt not in lopts:
-            raise ValueError(f"unknown lopt {self.lopt!r}; valid: {lopts}.")
-        families = known_families()
+            lopts = l2o.registry.names()
+            if self.lopt not in lopts:
+                raise ValueError(f"unknown lopt {self.lopt!r}; valid: {lopts}.")
+        known = known_families() if families else None
         for name in (self.family, self.heldout_family):
-            if name is not None and families is not None and name not in families:
-                raise ValueError(f"unknown task family {name!r}; valid: {families}.")
+            if name is not None and known is not None and name not in known:
+                raise ValueError(f"unknown task family {name!r}; valid: {known}.")
 
     # ---------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:

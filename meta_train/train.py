@@ -69,15 +69,25 @@ class Components:
     theta_init: Any
 
 
-def build(config: MetaTrainConfig) -> Components:
-    """Learned optimizer, families, inner system and estimator described by ``config``."""
+def build(
+    config: MetaTrainConfig, family: Any = None, heldout: Any = None, lopt: Any = None
+) -> Components:
+    """Learned optimizer, families, inner system and estimator described by ``config``.
+
+    ``family`` / ``heldout`` / ``lopt`` objects replace the ones the config names (for
+    task families or optimizers that are not in the registries); ``config.family`` then
+    only labels the run.
+    """
     import l2o
     from tasks import registry
 
-    config.check_names()
-    lopt = l2o.registry.get(config.lopt, **config.lopt_config)
-    family = registry.get(config.family)
-    heldout = registry.get(config.heldout_family or config.family, split="heldout")
+    config.check_names(lopt=lopt is None, families=family is None or heldout is None)
+    if lopt is None:
+        lopt = l2o.registry.get(config.lopt, **config.lopt_config)
+    if family is None:
+        family = registry.get(config.family)
+    if heldout is None:
+        heldout = registry.get(config.heldout_family or config.family, split="heldout")
     system = LearnedOptimizerSystem(
         family=family, lopt=lopt, horizon=config.horizon, meta_loss=config.meta_loss,
         meta_loss_split=config.meta_loss_split, max_ratio=config.max_ratio,
