@@ -40,14 +40,43 @@ def test_resolve_optimizer_names_files_and_errors(tmp_path):
         cli.resolve_optimizer("nope")
 
 
-def test_run_writes_a_report(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "resolve_families", lambda name: (toy_family(), toy_family(split="heldout")))
-    args = _parser().parse_args(["compare", "--family", "toy", "--optimizers", "adam,sgd", "--no-tune",
-                                 "--steps", "8", "--seeds", "1", "--num-tasks", "2",
-                                 "--out", str(tmp_path)])
+def test_resolve_families_uses_the_task_registry():
+    train, heldout = cli.resolve_families("quadratic")
+    assert (train.name, heldout.name) == ("quadratic", "quadratic")
+    assert (train.split, heldout.split) == ("train", "heldout")
+
+
+def test_run_writes_a_report_on_a_registered_family(tmp_path, capsys):
+    args = _parser().parse_args([
+        "compare", "--family", "quadratic", "--optimizers", "adam,sgd", "--no-tune",
+        "--steps", "8", "--seeds", "1", "--num-tasks", "2", "--out", str(tmp_path),
+    ])
     assert cli.run(args) == 0
     data = json.loads((tmp_path / "results.json").read_text())
     assert list(data["rows"]) == ["adam", "sgd"] and data["rows"]["sgd"]["hparams"] == {"lr": 1e-2}
+    assert data["config"]["heldout_family"] == "quadratic" and not data["config"]["tune"]
+    assert len(data["rows"]["adam"]["train_loss"][0][0]) == 8
     assert "speedup" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--steps must be >= 1"):
-        cli.run(_parser().parse_args(["compare", "--family", "toy", "--steps", "0"]))
+        cli.run(_parser().parse_args(["compare", "--family", "quadratic", "--steps", "0"]))
+
+
+@pytest.mark.slow
+def test_compare_on_mlp_digits_with_a_guarded_learned_optimizer(tmp_path):
+    import l2o
+
+    lopt = l2o.MLPOptimizer()
+    l2o.save(tmp_path / "fresh", lopt, lopt.init_meta_params(jax.random.PRNGKey(0)))
+    args = _parser().parse_args([
+        "compare", "--family", "mlp-digits", "--optimizers",
+        f"adam,lion,lookahead,{tmp_path / 'fresh.json'}", "--guard", "--steps", "150",
+        "--seeds", "2", "--num-tasks", "2", "--out", str(tmp_path / "out"),
+    ])
+    assert cli.run(args) == 0
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(data["rows"]) == ["adam", "lion", "lookahead", "fresh", "fresh+guard"]
+    adam = data["rows"]["adam"]["metrics"]
+    first = np.nanmean(np.array(data["rows"]["adam"]["train_loss"], float)[..., 0])
+    assert adam["final_loss"] < 0.5 * first  # tuned Adam trains the MLP
+    assert data["rows"]["fresh+guard"]["metrics"]["divergences"] == 0
+    assert (tmp_path / "out" / "performance_profile.png").exists()
