@@ -1,0 +1,33 @@
+"""Meta-training of learned optimizers with Persistent Evolution Strategies (on evosax).
+
+    from meta_train import MetaTrainConfig, train
+    result = train(MetaTrainConfig(family="quadratic", outer_steps=300, out_dir="runs/q"))
+
+Pieces, usable on their own: `UnrolledSystem` (the protocol), `LearnedOptimizerSystem`
+(inner training of sampled tasks), `InfluenceBalancing` (toy), `ESGradientEstimator`
+(PES / truncated ES / NRES over tasks x antithetic pairs), `evaluate_theta`.
+"""
+
+from meta_train.config import MetaTrainConfig
+from meta_train.evaluate import evaluate_theta
+from meta_train.inner import InnerState, LearnedOptimizerSystem
+from meta_train.pes import STRATEGIES, ESGradientEstimator, EstimatorState, stagger_offsets
+from meta_train.system import UnrolledSystem
+from meta_train.toy import InfluenceBalancing
+from meta_train.train import TrainResult, build, train
+
+__all__ = [
+    "ESGradientEstimator",
+    "EstimatorState",
+    "InfluenceBalancing",
+    "InnerState",
+    "LearnedOptimizerSystem",
+    "MetaTrainConfig",
+    "STRATEGIES",
+    "TrainResult",
+    "UnrolledSystem",
+    "build",
+    "evaluate_theta",
+    "stagger_offsets",
+    "train",
+]
