@@ -201,6 +201,11 @@ def compare(
     entries = {REFERENCE: REFERENCE, **optimizers}
     specs: dict[str, BaselineSpec] = {}
     learned: dict[str, tuple[str, Callable[[int], Any]]] = {}
+    if not isinstance(entries[REFERENCE], (str, BaselineSpec)):
+        raise TypeError(
+            f"the {REFERENCE!r} row is the tuned reference and must be a baseline name or "
+            f"BaselineSpec, got {type(entries[REFERENCE]).__name__}; rename your row."
+        )
     for name, entry in entries.items():
         if isinstance(entry, str):
             specs[name] = get_baseline(entry)

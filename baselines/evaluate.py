@@ -28,6 +28,10 @@ import optax
 from baselines.optimizers import eval_params as default_eval_params
 
 BLOWUP_FACTOR = 1e3
+# Short runs are re-executed (same inputs, same outputs) and the fastest time is kept,
+# which makes per-step timings of small problems robust to a busy machine.
+TIMING_REPEATS = 5
+TIMING_BUDGET_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +48,7 @@ class EvalResult:
       num_nonfinite: ``[...]`` number of steps whose train loss was NaN/inf.
       diverged: ``[...]`` bool, NaN/inf seen or final loss > 1e3 × (|initial| + 1).
       seconds_per_step: wall-clock per step of the whole batched call, after compile,
-        evaluation included.
+        evaluation included; fastest of up to 5 executions while they total < 1 s.
       compile_seconds: time to lower and compile.
       device: ``str(jax.devices()[0])``.
       final_stats: ``final_stats(opt_state)`` of the last state, each ``[...]`` (e.g. the
@@ -209,9 +213,12 @@ def evaluate_grid(
     start = time.perf_counter()
     compiled = jax.jit(batched).lower(hparams, cfgs, run_keys).compile()
     compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(hparams, cfgs, run_keys))
-    elapsed = time.perf_counter() - start
+    timings = []
+    while not timings or (len(timings) < TIMING_REPEATS and sum(timings) < TIMING_BUDGET_S):
+        start = time.perf_counter()
+        out = jax.block_until_ready(compiled(hparams, cfgs, run_keys))
+        timings.append(time.perf_counter() - start)
+    elapsed = min(timings)
     out = jax.tree.map(lambda x: np.asarray(x, np.float64), out)
 
     finite = np.isfinite(out["train_loss"])

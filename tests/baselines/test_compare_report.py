@@ -122,3 +122,5 @@ def test_compare_rejects_bad_entries():
         cmp.compare({"x": 3}, toy_family(), steps=5, progress=False)
     with pytest.raises(KeyError, match="unknown baseline"):
         cmp.compare({"x": "adamw"}, toy_family(), steps=5, progress=False)
+    with pytest.raises(TypeError, match="tuned reference"):
+        cmp.compare({"adam": optax.adam(1e-3)}, toy_family(), steps=5, progress=False)
