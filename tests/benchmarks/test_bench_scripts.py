@@ -1,0 +1,131 @@
+"""Smoke tests: every benchmark script runs end to end at tiny sizes, and its helpers
+compute what they claim (exact state sizes, ratios, timings of known durations)."""
+
+import json
+import time
+
+import jax
+import pytest
+
+from benchmarks import common, compile_time, memory, meta_throughput, optimizer_step, run_all
+
+TINY_PES = ["--horizon", "4", "--trunc-length", "2", "--family", "synthetic-mlp"]
+
+
+# ----------------------------------------------------------------- helpers
+@pytest.mark.parametrize("platform, kind, slug", [
+    ("cpu", "cpu", "cpu"),
+    ("gpu", "NVIDIA H100 80GB HBM3", "h100"),
+    ("gpu", "NVIDIA H200", "h200"),
+    ("gpu", "Tesla V100-SXM2-16GB", "v100-sxm2-16gb"),
+    ("tpu", "TPU v4", "v4"),
+])
+def test_device_slug(platform, kind, slug):
+    assert common.device_slug(platform, kind) == slug
+
+
+def test_time_interleaved_measures_known_durations():
+    times = common.time_interleaved(
+        {"short": lambda: time.sleep(0.002), "long": lambda: time.sleep(0.008)},
+        iters=3, repeats=3)
+    assert 0.002 <= times["short"]["median_s"] < 0.006
+    assert 0.008 <= times["long"]["median_s"] < 0.016
+    assert times["long"]["min_s"] <= times["long"]["median_s"] <= times["long"]["max_s"]
+
+
+def test_merge_results_keeps_other_sections(tmp_path):
+    path = tmp_path / "r.json"
+    info = {"slug": "cpu", "loadavg": [0.0, 0.0, 0.0]}
+    common.merge_results(path, "a", {"x": 1}, info)
+    merged = common.merge_results(path, "b", {"y": 2}, info)
+    on_disk = json.loads(path.read_text())
+    assert on_disk == merged
+    assert on_disk["a"]["x"] == 1 and on_disk["b"]["y"] == 2 and on_disk["device"] == info
+
+
+def test_parse_ints_rejects_bad_input():
+    assert common.parse_ints("1, 4,16", "--population") == [1, 4, 16]
+    with pytest.raises(ValueError, match="--population"):
+        common.parse_ints("1,x", "--population")
+    with pytest.raises(ValueError, match="positive"):
+        common.parse_ints("0", "--sizes")
+
+
+def test_layout_and_saturation():
+    assert meta_throughput.layout(1, 8) == (1, 0)
+    assert meta_throughput.layout(4, 8) == (2, 1)
+    assert meta_throughput.layout(1024, 8) == (8, 64)
+    with pytest.raises(ValueError, match="antithetic"):
+        meta_throughput.layout(6, 2)
+    assert meta_throughput.saturation_point([1, 4, 16, 64], [1.0, 3.0, 3.3, 3.5]) == 4
+    assert meta_throughput.saturation_point([1, 4, 16], [1.0, 3.0, 9.0]) is None
+
+
+def test_check_targets_uses_guard_difference():
+    ratios = {"adam": 1.0, "mlp": 10.0, "guarded_mlp": 11.5, "lstm": 40.0, "guarded_lstm": 40.5}
+    checks = optimizer_step.check_targets(ratios, "cpu")
+    assert checks["mlp"] == {"value": 10.0, "limit": 14.0, "met": True}
+    assert checks["guard_mlp"] == {"value": 1.5, "limit": 1.0, "met": False}
+    assert checks["guard_lstm"]["value"] == 0.5 and checks["guard_lstm"]["met"]
+    assert not optimizer_step.check_targets(ratios, "gpu")["lstm"]["met"]
+
+
+def test_state_bytes_match_formulas():
+    sizes = (8, 4, 2)
+    n = 8 * 4 + 4 + 4 * 2 + 2
+    states = memory.state_bytes_per_param(sizes)
+    # Counters: Adam/Lion one int32 count; learned optimizers step + num_steps (int32).
+    assert states["adam"]["bytes"] == 4 * 2 * n + 4
+    assert states["lion"]["bytes"] == 4 * n + 4
+    assert states["mlp"]["bytes"] == 4 * 6 * n + 8  # 5 momenta + second moment
+    assert states["lstm"]["bytes"] == 4 * (2 * 2 * 20 + 1) * n + 8  # h, c of 2x20, momentum
+    # The guard adds Adam's state, two counters, a flag and two losses.
+    assert states["guarded_mlp"]["bytes"] == states["mlp"]["bytes"] + states["adam"]["bytes"] + 17
+
+
+# ----------------------------------------------------------------- scripts
+def test_optimizer_step_script(tmp_path):
+    out = tmp_path / "r.json"
+    section = optimizer_step.main([
+        "--sizes", "8,4,2", "--batch-size", "4", "--models", "mlp",
+        "--optimizers", "lookahead,guarded_mlp", "--repeats", "1", "--block-seconds", "0.01",
+        "--out", str(out)])
+    entry = section["models"]["mlp-8-4-2"]
+    assert entry["num_params"] == 46
+    assert entry["ratio_to_adam"]["adam"] == 1.0
+    ms = entry["ms_per_step"]
+    assert entry["ratio_to_adam"]["lookahead"] == pytest.approx(ms["lookahead"] / ms["adam"], 1e-2)
+    assert set(entry["targets"]) == set()  # neither mlp nor lstm was timed
+    assert json.loads(out.read_text())["optimizer_step"]["models"]["mlp-8-4-2"]["num_params"] == 46
+
+
+def test_meta_throughput_script(tmp_path):
+    section = meta_throughput.main([
+        "--population", "1,2", "--naive-max", "1", "--repeats", "1", "--block-seconds", "0.01",
+        "--max-iters", "2", "--out", str(tmp_path / "r.json"), *TINY_PES])
+    one, two = section["populations"]["1"], section["populations"]["2"]
+    assert one["speedup_vs_population_1"] == 1.0
+    assert one["naive"] == "measured" and two["naive"] == "extrapolated"
+    for p, entry in ((1, one), (2, two)):
+        assert entry["inner_steps_per_s"] == pytest.approx(
+            p * 2 / (entry["ms_per_outer_step"] / 1e3), rel=1e-2)
+
+
+def test_memory_and_compile_time_scripts(tmp_path):
+    out = tmp_path / "r.json"
+    mem = memory.main(["--sizes", "8,4,2", "--population", "2", "--out", str(out), *TINY_PES])
+    analysed = mem["outer_step"]["2"]["compiled_bytes"]
+    assert analysed["total"] >= analysed["argument"] > 0
+    comp = compile_time.main(["--population", "2", "--steps", "2", "--num-tasks", "1",
+                              "--num-seeds", "1", "--out", str(out), *TINY_PES])
+    step = comp["outer_step"]["2"]["step"]
+    assert step["compile_s"] > 0 and step["total_s"] == pytest.approx(
+        step["lower_s"] + step["compile_s"], abs=2e-3)
+    merged = json.loads(out.read_text())
+    assert {"memory", "compile_time", "device"} <= set(merged)
+    assert merged["device"]["platform"] == jax.devices()[0].platform
+
+
+def test_run_all_rejects_unknown_benchmark():
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        run_all.run(["--only", "optimizer_step,nope"])
