@@ -24,13 +24,13 @@ def _run_pretrained(args) -> int:
 
     if args.name is None:
         for name in l2o.list_pretrained():
-            _, _, meta = l2o.load_pretrained(name)
-            summary = meta.get("description", "")
+            _, _, record = l2o.load_pretrained(name)
+            summary = record["provenance"].get("description", "")
             print(f"{name:24s} {summary}")
         return 0
-    lopt, _, meta = l2o.load_pretrained(args.name)
+    lopt, _, record = l2o.load_pretrained(args.name)
     print(repr(lopt))
-    print(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    print(json.dumps(record, indent=2, sort_keys=True, default=str))
     return 0
 
 
