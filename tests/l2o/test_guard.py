@@ -166,8 +166,16 @@ def fallback_alone():
 TOLERANCE = {("digits-adam", "sign_flipped"): 1.2}
 
 
-@pytest.mark.parametrize("rule", sorted(BAD_RULES))
-@pytest.mark.parametrize("setting", sorted(SETTINGS))
+# Digits compiles are the slow part: the two rules that are never taken run with --runslow.
+BAD_CASES = [
+    pytest.param(setting, rule, marks=[pytest.mark.slow] if slow else [])
+    for setting in sorted(SETTINGS)
+    for rule in sorted(BAD_RULES)
+    for slow in [setting == "digits-adam" and rule in ("exploding", "random")]
+]
+
+
+@pytest.mark.parametrize("setting, rule", BAD_CASES)
 def test_bad_learned_rule_is_contained(setting, rule, fallback_alone):
     make_problem, fallback, steps = SETTINGS[setting]
     problem = make_problem()
@@ -209,8 +217,7 @@ def noisy_quadratic_problem(noise=0.05):
     return Problem("noisy-quadratic", clean.params, loss, clean.full_loss)
 
 
-@pytest.mark.parametrize("rule", ["sign_flipped", "random"])
-def test_sgd_fallback_on_noisy_quadratic_descends_in_expectation(rule):
+def test_sgd_fallback_on_noisy_quadratic_descends_in_expectation():
     problem = noisy_quadratic_problem()
     steps = 60
     keys = jax.random.split(jax.random.key(0), 128)
@@ -219,15 +226,15 @@ def test_sgd_fallback_on_noisy_quadratic_descends_in_expectation(rule):
         run = make_run(tx, problem, steps, record_full=True)
         return np.asarray(jax.vmap(lambda k: run(problem.params, k)[2])(keys).mean(0))
 
-    guarded = mean_curve(loss_guarded(BAD_RULES[rule](), optax.sgd(0.1)))
-    alone = mean_curve(optax.sgd(0.1))
-    population = guarded[:, 1]
-    # Descent phase (signal >> noise): the seed-average population loss never increases.
-    assert np.all(np.diff(population[:25]) <= 0), population[:25]
-    assert population[-1] < 0.01 * population[0]
-    # Near the noise floor the one-minibatch comparison has a selection bias (module doc):
-    # the sign-flipped rule ends about 1.5x above SGD alone; the random one is never taken.
-    assert population[-10:].mean() <= 2.0 * alone[-10:, 1].mean()
+    alone = mean_curve(optax.sgd(0.1))[:, 1]
+    for rule, floor_ratio in (("sign_flipped", 2.0), ("random", 1.01)):
+        population = mean_curve(loss_guarded(BAD_RULES[rule](), optax.sgd(0.1)))[:, 1]
+        # Descent phase (signal >> noise): the seed-average population loss never increases.
+        assert np.all(np.diff(population[:25]) <= 0), (rule, population[:25])
+        assert population[-1] < 0.01 * population[0]
+        # Near the noise floor the one-minibatch comparison has a selection bias (module
+        # doc): the sign-flipped rule ends about 1.5x above SGD alone; random is never taken.
+        assert population[-10:].mean() <= floor_ratio * alone[-10:].mean(), rule
 
 
 @pytest.mark.parametrize("setting", ["quadratic-adam", "digits-adam"])
