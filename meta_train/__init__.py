@@ -1,6 +1,7 @@
 """Meta-training of learned optimizers with Persistent Evolution Strategies (on evosax).
 
-    from meta_train import MetaTrainConfig, train
+    from meta_train import MetaTrainConfig
+    from meta_train.train import train     # (the submodule name stays unshadowed)
     result = train(MetaTrainConfig(family="quadratic", outer_steps=300, out_dir="runs/q"))
 
 Pieces, usable on their own: `UnrolledSystem` (the protocol), `LearnedOptimizerSystem`
@@ -14,7 +15,7 @@ from meta_train.inner import InnerState, LearnedOptimizerSystem
 from meta_train.pes import STRATEGIES, ESGradientEstimator, EstimatorState, stagger_offsets
 from meta_train.system import UnrolledSystem
 from meta_train.toy import InfluenceBalancing
-from meta_train.train import TrainResult, build, train
+from meta_train.train import TrainResult, build
 
 __all__ = [
     "ESGradientEstimator",
@@ -29,5 +30,4 @@ __all__ = [
     "build",
     "evaluate_theta",
     "stagger_offsets",
-    "train",
 ]

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = resolve_config(args)
         if args.print_config:
-            print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+            print(json.dumps(config.to_dict(), indent=2, sort_keys=True), flush=True)
             return 0
         config.check_names()
     except (ValueError, TypeError, FileNotFoundError) as err:

@@ -197,6 +197,7 @@ def train(
         for step in range(start_step + 1, config.outer_steps + 1):
             state, metrics = estimator.step(state)
             nonfinite_since_log = nonfinite_since_log + metrics["num_nonfinite"]
+            state.step.block_until_ready()  # the progress bar shows finished steps
             bar.update(1)
             do_log = config.log_every and step % config.log_every == 0
             do_eval = config.eval_every and step % config.eval_every == 0

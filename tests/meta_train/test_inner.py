@@ -150,3 +150,32 @@ def test_rejects_bad_settings(toy_family):
         LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=4, meta_loss_split="valid")
     with pytest.raises(ValueError, match="horizon must be a positive int, got 0"):
         LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=0)
+
+
+def _real_optimizers():
+    import l2o
+    from l2o.guard import GuardedOptimizer
+
+    mlp = l2o.MLPOptimizer(hidden_sizes=(4,))
+    return {
+        "mlp": mlp,
+        "lstm": l2o.LSTMOptimizer(hidden_size=4, num_layers=1),
+        "guarded-mlp": GuardedOptimizer(mlp),
+    }
+
+
+@pytest.mark.parametrize("name", ["mlp", "lstm", "guarded-mlp"])
+def test_registered_optimizers_unroll_and_respond_to_theta(toy_family, name):
+    lopt = _real_optimizers()[name]
+    system = LearnedOptimizerSystem(toy_family, lopt, horizon=4)
+    theta = lopt.init_meta_params(jax.random.PRNGKey(0))
+
+    @jax.jit
+    def mean_loss(theta):
+        state = system.init(jax.random.PRNGKey(1), theta)
+        return system.unroll(theta, state, jax.random.PRNGKey(2), 4)[1:]
+
+    base, reset = mean_loss(theta)
+    bumped, _ = mean_loss(jax.tree.map(lambda x: x + 0.3, theta))
+    assert bool(reset) and np.isfinite(float(base)) and np.isfinite(float(bumped))
+    assert float(base) != float(bumped)
