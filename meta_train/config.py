@@ -36,8 +36,9 @@ class MetaTrainConfig:
     """One meta-training run (see `meta_train.train.train`).
 
     Attributes:
-      family / heldout_family: task family names (``tasks.registry``); held-out defaults
-        to the held-out split of ``family``.
+      family / heldout_family: task family names (``tasks.registry``). Meta-training uses
+        the ``"train"`` split of ``family``; evaluation the ``"heldout"`` split of
+        ``heldout_family`` (default: of ``family``).
       lopt / lopt_config: learned optimizer name (``l2o.registry``) and its config.
       strategy: ``"pes"``, ``"tes"`` or ``"nres"``; sigma: perturbation std.
       outer_lr / outer_clip: Adam learning rate and global-norm gradient clip.
