@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,8 @@ import numpy as np
 
 # Largest gradient magnitude fed to the optimizers: its square still fits in float32.
 GRAD_LIMIT = 1e15
+# Rows per block of per-coordinate network work on CPU (see `map_rows`).
+DEFAULT_CPU_CHUNK = 2048
 
 
 class TreeLayout(NamedTuple):
@@ -102,22 +104,66 @@ def second_moment_normalize(
     """Divide each feature column by its root-mean-square.
 
     ``features`` is (N, F). With ``over="tensor"`` the mean of x^2 is taken over the
-    coordinates of each leaf separately (one segment-sum over all leaves):
+    coordinates of each leaf separately:
     x_ij / sqrt(mean_{k in tensor(i)} x_kj^2 + eps). With ``over="all"`` it is taken over
     all N coordinates at once (cheaper, one reduction).
+
+    The per-tensor statistics use static slices of the flat rows (one reduction per
+    leaf) and the normalised slices are concatenated back: no scatter or gather.
     """
+    if over not in ("tensor", "all"):
+        raise ValueError(f"over must be 'tensor' or 'all'; got {over!r}.")
+
+    def normalize(x):
+        return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=0, keepdims=True) + eps)
+
     if over == "all" or len(layout.sizes) == 1:
-        mean_square = jnp.mean(jnp.square(features), axis=0, keepdims=True)
-        return features * jax.lax.rsqrt(mean_square + eps)
-    sizes = layout.sizes
-    segment_ids = jnp.concatenate(
-        [jnp.full((size,), index, jnp.int32) for index, size in enumerate(sizes)]
-    )
-    sums = jax.ops.segment_sum(
-        jnp.square(features), segment_ids, num_segments=len(sizes), indices_are_sorted=True
-    )
-    inv_rms = jax.lax.rsqrt(sums / jnp.asarray(sizes, jnp.float32)[:, None] + eps)
-    return features * inv_rms[segment_ids]
+        return normalize(features)
+    # Materialise the features once: otherwise XLA re-fuses their producers into every
+    # per-leaf reduction. Concatenating normalised slices (rather than multiplying by a
+    # concatenation of broadcast scales) keeps later elementwise fusions fast on CPU
+    # (measured ~3x on a 270k-coordinate MLP update).
+    features = jax.lax.optimization_barrier(features)
+    offsets = np.cumsum((0,) + layout.sizes)
+    return jnp.concatenate([normalize(features[a:b]) for a, b in zip(offsets[:-1], offsets[1:])])
+
+
+def resolve_chunk_size(chunk_size: int | None) -> int:
+    """Rows per block for `map_rows`: ``None`` -> 2048 on CPU, 0 (no blocks) elsewhere."""
+    if chunk_size is None:
+        return DEFAULT_CPU_CHUNK if jax.default_backend() == "cpu" else 0
+    return int(chunk_size)
+
+
+def map_rows(fn: Callable, *arrays: jax.Array, chunk_size: int) -> Any:
+    """``fn(*arrays)`` computed block by block over the leading (row) axis.
+
+    Every array has N rows; ``fn`` maps row blocks to a pytree of arrays with as many
+    rows. Blocks of ``chunk_size`` rows run in a ``fori_loop`` (plus one static tail
+    block), so wide per-row intermediates (e.g. (rows, 32) MLP activations) stay in the
+    CPU cache instead of streaming N x 32 floats through memory. ``chunk_size <= 0`` or
+    N < 2 * chunk_size: one call on all rows (best on accelerators).
+    """
+    n = arrays[0].shape[0]
+    if chunk_size <= 0 or n < 2 * chunk_size:
+        return fn(*arrays)
+    arrays = jax.lax.optimization_barrier(arrays)  # materialise inputs once, outside the loop
+    num_chunks, main = n // chunk_size, (n // chunk_size) * chunk_size
+    shapes = jax.eval_shape(fn, *[x[:chunk_size] for x in arrays])
+    outputs = jax.tree.map(lambda s: jnp.zeros((n,) + s.shape[1:], s.dtype), shapes)
+
+    def write(outputs, block, start):
+        return jax.tree.map(lambda o, b: jax.lax.dynamic_update_slice_in_dim(o, b, start, 0), outputs, block)
+
+    def body(i, outputs):
+        start = i * chunk_size
+        block = fn(*[jax.lax.dynamic_slice_in_dim(x, start, chunk_size, 0) for x in arrays])
+        return write(outputs, block, start)
+
+    outputs = jax.lax.fori_loop(0, num_chunks, body, outputs)
+    if main < n:
+        outputs = write(outputs, fn(*[x[main:] for x in arrays]), main)
+    return outputs
 
 
 def lstm_preprocess(x: jax.Array, p: float = 10.0) -> jax.Array:

@@ -13,7 +13,9 @@ All N coordinates (every leaf, concatenated) run as one batch, so each layer is 
 
 With ``use_loss=True`` a global input u = clip(log(loss), -25, 25) / 10 (the same for
 every coordinate) is added; its contribution W^u u is folded into the first layer's bias.
-Because |h| < 1 the update is bounded by output_scale * (|w_out|_1 + |b_out|).
+Because |h| < 1 the update is bounded by output_scale * (|w_out|_1 + |b_out|). On CPU the
+rows run in blocks of ``chunk_size`` (see `l2o.features.map_rows`), so the (rows, 4H) gate
+activations stay in cache; state is stored coordinate-major, (N, L, H).
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ from l2o import features as F
 from l2o.optax_adapter import as_optax
 
 
+def _sigmoid(x: jax.Array) -> jax.Array:
+    """Logistic function as 0.5 tanh(x/2) + 0.5: one transcendental, cheaper on CPU."""
+    return 0.5 * jnp.tanh(0.5 * x) + 0.5
+
+
 @struct.dataclass
 class LSTMOptState:
     """State of `LSTMOptimizer`: L layers, N coordinates, H hidden units.
@@ -37,8 +44,8 @@ class LSTMOptState:
     Attributes:
       step: int32 scalar, steps taken so far.
       num_steps: int32 scalar, training horizon (kept for a uniform interface).
-      hidden: (L, N, H) float32 hidden states.
-      cell: (L, N, H) float32 cell states.
+      hidden: (N, L, H) float32 hidden states.
+      cell: (N, L, H) float32 cell states.
       momentum: (N,) float32 gradient momentum (zeros unless momentum_decay is set).
     """
 
@@ -60,6 +67,7 @@ class LSTMOptimizer:
     momentum_decay: float | None = None
     use_loss: bool = False
     forget_bias: float = 1.0
+    chunk_size: int | None = None
 
     name: ClassVar[str] = "lstm"
 
@@ -70,6 +78,8 @@ class LSTMOptimizer:
             raise ValueError(f"num_layers must be a positive integer; got {self.num_layers!r}.")
         if not self.preprocess_p > 0:
             raise ValueError(f"preprocess_p must be > 0; got {self.preprocess_p!r}.")
+        if self.chunk_size is not None and (int(self.chunk_size) != self.chunk_size or self.chunk_size < 0):
+            raise ValueError(f"chunk_size must be None (auto), 0 (off) or a positive int; got {self.chunk_size!r}.")
         if self.momentum_decay is not None and not 0.0 <= self.momentum_decay < 1.0:
             raise ValueError(
                 f"momentum_decay must be None or in [0, 1); got {self.momentum_decay!r}."
@@ -132,7 +142,7 @@ class LSTMOptimizer:
         if isinstance(num_steps, (int, float)) and num_steps < 1:
             raise ValueError(f"num_steps must be >= 1; got {num_steps}.")
         n = F.tree_layout(params).num_coordinates
-        zeros = jnp.zeros((self.num_layers, n, self.hidden_size), jnp.float32)
+        zeros = jnp.zeros((n, self.num_layers, self.hidden_size), jnp.float32)
         return LSTMOptState(
             step=jnp.zeros((), jnp.int32),
             num_steps=jnp.asarray(num_steps, jnp.int32),
@@ -157,31 +167,31 @@ class LSTMOptimizer:
             momentum = self.momentum_decay * momentum + (1.0 - self.momentum_decay) * g
             x = jnp.concatenate([x, F.lstm_preprocess(momentum, self.preprocess_p)], axis=1)
 
-        new_hidden, new_cell = [], []
-        for layer in range(self.num_layers):
-            params_l = theta[f"layer_{layer}"]
-            bias = params_l["b"]
-            if layer == 0 and self.use_loss:
-                if loss is None:
-                    raise ValueError(f"{self!r} uses the loss: pass loss= to update.")
-                log_loss = jnp.log(jnp.maximum(jnp.asarray(loss, jnp.float32), 1e-30))
-                global_input = F.sanitize(jnp.clip(log_loss, -25.0, 25.0) / 10.0, 3.0)
-                bias = bias + global_input * params_l["w_global"][0]
-            z = jnp.concatenate([x, state.hidden[layer]], axis=1) @ params_l["w"] + bias
-            i, f, c_in, o = jnp.split(z, 4, axis=1)
-            cell = jax.nn.sigmoid(f) * state.cell[layer] + jax.nn.sigmoid(i) * jnp.tanh(c_in)
-            x = jax.nn.sigmoid(o) * jnp.tanh(cell)
-            new_hidden.append(x)
-            new_cell.append(cell)
-        out = x @ theta["output"]["w"] + theta["output"]["b"]
-        updates = F.unflatten(jnp.nan_to_num(self.output_scale * out), layout)
-        new_state = LSTMOptState(
-            step=state.step + 1,
-            num_steps=state.num_steps,
-            hidden=jnp.stack(new_hidden),
-            cell=jnp.stack(new_cell),
-            momentum=momentum,
-        )
+        biases = [theta[f"layer_{layer}"]["b"] for layer in range(self.num_layers)]
+        if self.use_loss:
+            if loss is None:
+                raise ValueError(f"{self!r} uses the loss: pass loss= to update.")
+            log_loss = jnp.log(jnp.maximum(jnp.asarray(loss, jnp.float32), 1e-30))
+            global_input = F.sanitize(jnp.clip(log_loss, -25.0, 25.0) / 10.0, 3.0)
+            biases[0] = biases[0] + global_input * theta["layer_0"]["w_global"][0]
+
+        def rows(x, hidden, cell):
+            """LSTM stack on a block of rows: x (R, in), hidden/cell (R, L, H)."""
+            new_hidden, new_cell = [], []
+            for layer in range(self.num_layers):
+                z = jnp.concatenate([x, hidden[:, layer]], axis=1) @ theta[f"layer_{layer}"]["w"]
+                i, f, c_in, o = jnp.split(z + biases[layer], 4, axis=1)
+                c = _sigmoid(f) * cell[:, layer] + _sigmoid(i) * jnp.tanh(c_in)
+                x = _sigmoid(o) * jnp.tanh(c)
+                new_hidden.append(x)
+                new_cell.append(c)
+            out = self.output_scale * (x @ theta["output"]["w"] + theta["output"]["b"])
+            return jnp.nan_to_num(out), jnp.stack(new_hidden, 1), jnp.stack(new_cell, 1)
+
+        chunk_size = F.resolve_chunk_size(self.chunk_size)
+        out, hidden, cell = F.map_rows(rows, x, state.hidden, state.cell, chunk_size=chunk_size)
+        updates = F.unflatten(out, layout)
+        new_state = LSTMOptState(state.step + 1, state.num_steps, hidden, cell, momentum)
         return updates, new_state
 
     def as_optax(self, theta: dict, num_steps: int = 1000):

@@ -1,5 +1,6 @@
 """Properties every registered learned optimizer must have (parametrized over the registry)."""
 
+import dataclasses
 import functools
 
 import jax
@@ -101,3 +102,23 @@ def test_init_rejects_integer_and_empty_params(lopt):
         lopt.init(theta, {}, 10)
     with pytest.raises(ValueError, match="num_steps"):
         lopt.init(theta, {"w": jnp.ones(3)}, 0)
+
+
+def test_row_blocks_give_the_same_step(lopt):
+    """chunk_size=7 (blocks + a tail over 101 coordinates) == one pass, also under vmap."""
+    params = nested_params(jax.random.key(0))
+    grads = jax.grad(quadratic_loss)(params)
+    blocked = dataclasses.replace(lopt, chunk_size=7)
+    whole = dataclasses.replace(lopt, chunk_size=0)
+    thetas = jax.vmap(lopt.init_meta_params)(jax.random.split(jax.random.key(1), 2))
+
+    def two_steps(opt, theta):
+        state = opt.init(theta, params, 10)
+        updates, state = opt.update(theta, grads, state, params, jnp.float32(1.0))
+        return opt.update(theta, grads, state, params, jnp.float32(0.5))
+
+    for a, b in zip(
+        jax.tree.leaves(jax.jit(jax.vmap(functools.partial(two_steps, blocked)))(thetas)),
+        jax.tree.leaves(jax.jit(jax.vmap(functools.partial(two_steps, whole)))(thetas)),
+    ):
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=1e-5, atol=1e-7)

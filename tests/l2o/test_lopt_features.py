@@ -37,3 +37,20 @@ def test_progress_features_and_sanitize():
     np.testing.assert_allclose(feats, np.tanh([0.25, 2.5]), rtol=1e-6)
     x = F.sanitize(jnp.array([jnp.nan, jnp.inf, -jnp.inf, 5.0, -0.5]), 2.0)
     np.testing.assert_array_equal(x, [0.0, 2.0, -2.0, 2.0, -0.5])
+
+
+def test_map_rows_blocks_and_tail_match_one_pass():
+    x = jnp.arange(23.0 * 2).reshape(23, 2)
+    y = jnp.arange(23.0)
+
+    def fn(a, b):
+        return {"sum": a.sum(1) + b, "outer": a[:, :, None] * b[:, None, None]}
+
+    whole = fn(x, y)
+    for chunk_size in (0, 4, 5, 11, 12, 100):
+        got = jax.jit(lambda a, b: F.map_rows(fn, a, b, chunk_size=chunk_size))(x, y)
+        for k in whole:
+            np.testing.assert_array_equal(got[k], whole[k])
+    on_cpu = jax.default_backend() == "cpu"
+    assert F.resolve_chunk_size(None) == (F.DEFAULT_CPU_CHUNK if on_cpu else 0)
+    assert F.resolve_chunk_size(0) == 0

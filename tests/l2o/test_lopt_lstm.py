@@ -72,7 +72,7 @@ def test_matches_numpy_lstm_reference_over_steps():
             x = h[layer]
         expected = 0.1 * (x @ np.asarray(theta["output"]["w"], np.float64) + 0.03)
         np.testing.assert_allclose(updates["x"], expected, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(state.cell, c, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state.cell, c.transpose(1, 0, 2), rtol=1e-5, atol=1e-6)  # (N, L, H)
 
 
 def test_update_bounded_by_output_weights():
