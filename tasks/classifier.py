@@ -27,7 +27,9 @@ import optax
 from flax import struct
 
 from tasks.base import Task, check_split
-from tasks.sampling import check_positive_int, check_range, log_uniform, set_fields
+from tasks.sampling import (
+    categorical_index, check_positive_int, check_range, log_uniform, set_fields,
+)
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
@@ -154,11 +156,55 @@ class ClassifierConfig:
 
 def sample_classifier_cfg(key: jax.Array, config: ClassifierConfig) -> ClassifierCfg:
     """Draw an init multiplier (log-uniform) and an activation index (uniform)."""
-    k_scale, k_act = jax.random.split(key)
+    unit = jax.random.uniform(key, (2,), jnp.float32)
     return ClassifierCfg(
-        init_scale=log_uniform(k_scale, config.init_scale_range),
-        activation=jax.random.randint(k_act, (), 0, len(config.activations), jnp.int32),
+        init_scale=log_uniform(unit[0], config.init_scale_range),
+        activation=categorical_index(unit[1], len(config.activations)),
     )
+
+
+class Network(NamedTuple):
+    """A flax model with the shapes of its parameters, computed once per family.
+
+    ``init_stds`` holds, per parameter leaf, the LeCun-normal standard deviation
+    ``1 / sqrt(fan_in)`` of a kernel (``fan_in`` = product of all but the last axis) or
+    0 for a bias (initialised to zero).
+    """
+
+    model: object
+    treedef: object
+    shapes: tuple[tuple[int, ...], ...]
+    init_stds: tuple[float, ...]
+
+
+def make_network(model, image_shape: tuple[int, ...]) -> Network:
+    """Trace ``model.init`` abstractly (no compile) on a ``(1, *image_shape)`` input."""
+    dummy = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    abstract = jax.eval_shape(
+        lambda x: model.init(jax.random.key(0), x, jnp.int32(0))["params"], dummy)
+    leaves, treedef = jax.tree.flatten(abstract)
+    shapes = tuple(tuple(leaf.shape) for leaf in leaves)
+    stds = tuple(
+        float(1.0 / np.sqrt(np.prod(shape[:-1]))) if len(shape) >= 2 else 0.0 for shape in shapes
+    )
+    return Network(model, treedef, shapes, stds)
+
+
+def init_params(network: Network, key: jax.Array, init_scale: jax.Array):
+    """Parameters with kernels ``init_scale * N(0, 1/fan_in)`` and zero biases.
+
+    All kernels come from a single ``jax.random.normal`` draw (one RNG op to compile).
+    """
+    sizes = [int(np.prod(s)) if std > 0 else 0 for s, std in zip(network.shapes, network.init_stds)]
+    gauss = jax.random.normal(key, (max(sum(sizes), 1),), jnp.float32)
+    leaves, offset = [], 0
+    for shape, std, size in zip(network.shapes, network.init_stds, sizes):
+        if size == 0:
+            leaves.append(jnp.zeros(shape, jnp.float32))
+        else:
+            leaves.append(gauss[offset:offset + size].reshape(shape) * (std * init_scale))
+            offset += size
+    return jax.tree.unflatten(network.treedef, leaves)
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -168,20 +214,18 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def classifier_task(
     name: str,
-    model,
+    network: Network,
     cfg: ClassifierCfg,
     config: ClassifierConfig,
     data: DeviceData,
 ) -> Task:
-    """A :class:`Task` training flax ``model`` (``model.apply(vars, x, activation)``)."""
-    dummy = jnp.zeros((1, *data.image_shape), jnp.float32)
+    """A :class:`Task` training ``network.model`` (``apply(vars, x, activation)``)."""
 
     def logits_fn(params, x):
-        return model.apply({"params": params}, x, cfg.activation)
+        return network.model.apply({"params": params}, x, cfg.activation)
 
     def init(key):
-        params = model.init(key, dummy, cfg.activation)["params"]
-        return jax.tree.map(lambda p: (p * cfg.init_scale).astype(jnp.float32), params)
+        return init_params(network, key, cfg.init_scale)
 
     def loss(params, key):
         x, y = gather_batch(data, key, "train", config.batch_size)

@@ -16,7 +16,8 @@ import jax
 from tasks import registry
 from tasks.base import TaskFamily
 from tasks.classifier import (
-    ClassifierConfig, ClassifierCfg, apply_activation, classifier_task, sample_classifier_cfg,
+    ClassifierCfg, ClassifierConfig, apply_activation, classifier_task, make_network,
+    sample_classifier_cfg,
 )
 from tasks.sampling import check_positive_int, set_fields, variant_key
 
@@ -55,11 +56,12 @@ def build_conv(config: ConvConfig, variant: str = "train") -> TaskFamily:
     """The conv-net family for ``config`` (loads the dataset now)."""
     data = config.device_data()
     model = ConvNet(config.channels, data.num_classes, config.activations)
+    network = make_network(model, data.image_shape)
     name = (f"conv-{config.dataset}/c{'-'.join(map(str, config.channels))}"
             f"/{'|'.join(config.activations)}")
 
     def task(cfg: ClassifierCfg):
-        return classifier_task(name, model, cfg, config, data)
+        return classifier_task(name, network, cfg, config, data)
 
     return TaskFamily(
         name="conv-digits",

@@ -68,7 +68,8 @@ class L2oDigits(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download: the data ships with scikit-learn
-        return {split: self._generate_examples(rows) for split, rows in digits_split_indices().items()}
+        splits = digits_split_indices()
+        return {split: self._generate_examples(rows) for split, rows in splits.items()}
 
     def _generate_examples(self, rows):
         from sklearn.datasets import load_digits

@@ -14,7 +14,7 @@ import jax
 from tasks import registry
 from tasks.base import TaskFamily
 from tasks.classifier import (
-    ClassifierConfig, ClassifierCfg, classifier_task, sample_classifier_cfg,
+    ClassifierCfg, ClassifierConfig, classifier_task, make_network, sample_classifier_cfg,
 )
 from tasks.sampling import variant_key
 
@@ -33,11 +33,11 @@ class SoftmaxRegression(nn.Module):
 def build_logreg(config: ClassifierConfig, variant: str = "train") -> TaskFamily:
     """The softmax-regression family for ``config`` (loads the dataset now)."""
     data = config.device_data()
-    model = SoftmaxRegression(data.num_classes)
+    network = make_network(SoftmaxRegression(data.num_classes), data.image_shape)
     name = f"logreg-{config.dataset}/b{config.batch_size}/l2={config.l2:g}"
 
     def task(cfg: ClassifierCfg):
-        return classifier_task(name, model, cfg, config, data)
+        return classifier_task(name, network, cfg, config, data)
 
     return TaskFamily(
         name="logreg-digits",

@@ -17,7 +17,8 @@ import jax
 from tasks import registry
 from tasks.base import TaskFamily
 from tasks.classifier import (
-    ClassifierConfig, ClassifierCfg, apply_activation, classifier_task, sample_classifier_cfg,
+    ClassifierCfg, ClassifierConfig, apply_activation, classifier_task, make_network,
+    sample_classifier_cfg,
 )
 from tasks.sampling import check_positive_int, set_fields, variant_key
 
@@ -46,13 +47,15 @@ class MLPConfig(ClassifierConfig):
     def __post_init__(self):
         super().__post_init__()
         sizes = (self.hidden_sizes,) if isinstance(self.hidden_sizes, int) else self.hidden_sizes
-        set_fields(self, hidden_sizes=tuple(check_positive_int("hidden_sizes[i]", s) for s in sizes))
+        sizes = tuple(check_positive_int("hidden_sizes[i]", s) for s in sizes)
+        set_fields(self, hidden_sizes=sizes)
 
 
 def build_mlp(config: MLPConfig, variant: str = "train") -> TaskFamily:
     """The MLP-classifier family for ``config`` (loads the dataset now)."""
     data = config.device_data()
     model = MLP(config.hidden_sizes, data.num_classes, config.activations)
+    network = make_network(model, data.image_shape)
     in_dim = 1
     for s in data.image_shape:
         in_dim *= s
@@ -60,7 +63,7 @@ def build_mlp(config: MLPConfig, variant: str = "train") -> TaskFamily:
     name = f"mlp-{config.dataset}/{widths}/{'|'.join(config.activations)}"
 
     def task(cfg: ClassifierCfg):
-        return classifier_task(name, model, cfg, config, data)
+        return classifier_task(name, network, cfg, config, data)
 
     return TaskFamily(
         name="mlp-digits",

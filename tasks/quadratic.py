@@ -126,21 +126,23 @@ def sample_quadratic(key: jax.Array, config: QuadraticConfig) -> QuadraticCfg:
     """Draw ``H = Q diag(eig) Q^T`` with ``max(eig)/min(eig)`` log-uniform in the
     condition range and ``max(eig)`` log-uniform in the scale range; ``x* ~ N(0, I)``."""
     dim = config.dim
-    k_q, k_cond, k_scale, k_eig, k_star, k_noise, k_min = jax.random.split(key, 7)
-    q, r = jnp.linalg.qr(jax.random.normal(k_q, (dim, dim), jnp.float32))
+    k_gauss, k_unit = jax.random.split(key)
+    gauss = jax.random.normal(k_gauss, (dim * dim + dim,), jnp.float32)
+    unit = jax.random.uniform(k_unit, (dim + 4,), jnp.float32)
+    q, r = jnp.linalg.qr(gauss[: dim * dim].reshape(dim, dim))
     q = q * jnp.sign(jnp.diagonal(r))  # Haar-distributed orthogonal matrix
-    kappa = log_uniform(k_cond, config.condition_range)
-    top = log_uniform(k_scale, config.scale_range)
-    fractions = jax.random.uniform(k_eig, (dim,), jnp.float32)
+    kappa = log_uniform(unit[0], config.condition_range)
+    top = log_uniform(unit[1], config.scale_range)
+    fractions = unit[4:]
     if dim > 1:  # both ends of [top / kappa, top] attained exactly
         fractions = fractions.at[0].set(0.0).at[-1].set(1.0)
     eig = top * jnp.exp((fractions - 1.0) * jnp.log(kappa))
     hessian = (q * eig) @ q.T
     return QuadraticCfg(
         hessian=0.5 * (hessian + hessian.T),
-        x_star=jax.random.normal(k_star, (dim,), jnp.float32),
-        noise_std=uniform(k_noise, config.noise_range),
-        min_value=uniform(k_min, config.min_value_range),
+        x_star=gauss[dim * dim:],
+        noise_std=uniform(unit[2], config.noise_range),
+        min_value=uniform(unit[3], config.min_value_range),
         init_scale=jnp.float32(config.init_scale),
     )
 
@@ -176,13 +178,14 @@ class LeastSquaresConfig:
 
 def sample_least_squares(key: jax.Array, config: LeastSquaresConfig) -> LeastSquaresCfg:
     """Draw ``W ~ N(0,1)^(rows x dim)``, ``y ~ N(0,1)^rows``; x* = lstsq(W, y)."""
-    k_w, k_y, k_noise = jax.random.split(key, 3)
-    matrix = jax.random.normal(k_w, (config.rows, config.dim), jnp.float32)
-    target = jax.random.normal(k_y, (config.rows,), jnp.float32)
+    k_gauss, k_noise = jax.random.split(key)
+    rows, dim = config.rows, config.dim
+    gauss = jax.random.normal(k_gauss, (rows * dim + rows,), jnp.float32)
+    matrix, target = gauss[: rows * dim].reshape(rows, dim), gauss[rows * dim:]
     x_star = jnp.linalg.lstsq(matrix, target)[0]
     return LeastSquaresCfg(
         matrix=matrix, target=target, x_star=x_star,
-        noise_std=uniform(k_noise, config.noise_range),
+        noise_std=uniform(jax.random.uniform(k_noise), config.noise_range),
         min_value=jnp.sum((matrix @ x_star - target) ** 2),
         init_scale=jnp.float32(config.init_scale),
     )

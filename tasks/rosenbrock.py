@@ -93,11 +93,11 @@ class RosenbrockConfig:
 
 def sample_rosenbrock(key: jax.Array, config: RosenbrockConfig) -> RosenbrockCfg:
     """Draw one Rosenbrock config from ``config``'s ranges."""
-    k_shift, k_curv, k_scale = jax.random.split(key, 3)
+    unit = jax.random.uniform(key, (config.dim + 2,), jnp.float32)
     return RosenbrockCfg(
-        shift=uniform(k_shift, config.shift_range, (config.dim,)),
-        curvature=log_uniform(k_curv, config.curvature_range),
-        scale=log_uniform(k_scale, config.scale_range),
+        shift=uniform(unit[2:], config.shift_range),
+        curvature=log_uniform(unit[0], config.curvature_range),
+        scale=log_uniform(unit[1], config.scale_range),
         init_radius=jnp.float32(config.init_radius),
     )
 

@@ -3,6 +3,10 @@
 Held-out variants draw from the same keys as training variants would, so every family
 folds a per-variant salt into the key first (:func:`variant_key`): the same user key
 never yields the same task in both variants.
+
+Samplers draw all their random numbers in one or two ``jax.random`` calls and map
+uniforms to ranges with the helpers below: every random op costs compile time (about
+0.25 s each on a CPU), and a family's sampler is compiled into every meta-training step.
 """
 
 from __future__ import annotations
@@ -52,14 +56,18 @@ def check_positive_int(name: str, value: object) -> int:
     return value
 
 
-def log_uniform(key: jax.Array, bounds: tuple[float, float], shape: tuple[int, ...] = ()) -> jax.Array:
-    """Samples ``exp(U[log low, log high])`` of ``shape`` (float32); ``low == high`` is allowed."""
+def log_uniform(u: jax.Array, bounds: tuple[float, float]) -> jax.Array:
+    """Maps ``u ~ U[0, 1)`` to ``exp(log low + u (log high - log low))`` (log-uniform)."""
     low, high = bounds
-    u = jax.random.uniform(key, shape, jnp.float32)
     return jnp.exp(math.log(low) + u * (math.log(high) - math.log(low)))
 
 
-def uniform(key: jax.Array, bounds: tuple[float, float], shape: tuple[int, ...] = ()) -> jax.Array:
-    """Samples ``U[low, high]`` of ``shape`` (float32)."""
+def uniform(u: jax.Array, bounds: tuple[float, float]) -> jax.Array:
+    """Maps ``u ~ U[0, 1)`` to ``low + u (high - low)``."""
     low, high = bounds
-    return jax.random.uniform(key, shape, jnp.float32, low, high)
+    return low + u * (high - low)
+
+
+def categorical_index(u: jax.Array, num: int) -> jax.Array:
+    """Maps ``u ~ U[0, 1)`` to a uniform int32 index in ``[0, num)``."""
+    return jnp.clip(jnp.floor(u * num), 0, num - 1).astype(jnp.int32)
