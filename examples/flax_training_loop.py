@@ -1,4 +1,4 @@
-"""Train a flax (nnx) MLP on the bundled digits data with a learned optimizer via optax.
+"""Train a flax (nnx) MLP on the embedded digits data with a learned optimizer via optax.
 
     python examples/flax_training_loop.py [--lopt mlp|lstm] [--steps 300]
 
@@ -12,17 +12,19 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from sklearn.datasets import load_digits
 
 import l2o
+from tasks.data import load_dataset
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--lopt", default="mlp", choices=l2o.registry.names())
 parser.add_argument("--steps", type=int, default=300)
 args = parser.parse_args()
 
-digits = load_digits()
-images, labels = jnp.asarray(digits.data / 16.0, jnp.float32), jnp.asarray(digits.target)
+digits = load_dataset("digits")  # embedded; built offline from scikit-learn's digits
+images = jnp.asarray(digits.train_images.reshape(-1, 64) / 255.0, jnp.float32)
+labels = jnp.asarray(digits.train_labels)
+test_images = jnp.asarray(digits.test_images.reshape(-1, 64) / 255.0, jnp.float32)
 
 pretrained = [n for n in l2o.list_pretrained() if n.startswith(args.lopt)]
 if pretrained:
@@ -51,5 +53,5 @@ def train_step(model, optimizer, key):
 for step, key in enumerate(jax.random.split(jax.random.key(1), args.steps)):
     loss = train_step(model, optimizer, key)
     if step % 50 == 0 or step == args.steps - 1:
-        accuracy = jnp.mean(jnp.argmax(model(images), -1) == labels)
-        print(f"step {step:4d}  minibatch loss {float(loss):.4f}  accuracy {float(accuracy):.3f}")
+        accuracy = jnp.mean(jnp.argmax(model(test_images), -1) == digits.test_labels)
+        print(f"step {step:4d}  minibatch loss {float(loss):.4f}  test accuracy {float(accuracy):.3f}")

@@ -24,30 +24,6 @@ def quadratic_loss(params):
     return total
 
 
-def rosenbrock_loss(params):
-    """2-d Rosenbrock (1 - x)^2 + 100 (y - x^2)^2 on params["xy"], minimum 0 at (1, 1)."""
-    x, y = params["xy"][0], params["xy"][1]
-    return (1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2
-
-
-def tiny_mlp_problem(key, num_examples=64):
-    """(params, loss_fn) of a 6-16-3 tanh MLP classifying a fixed random dataset."""
-    kx, ky, k1, k2 = jax.random.split(key, 4)
-    inputs = jax.random.normal(kx, (num_examples, 6))
-    labels = jax.random.randint(ky, (num_examples,), 0, 3)
-    params = {
-        "hidden": {"w": jax.random.normal(k1, (6, 16)) / 6**0.5, "b": jnp.zeros(16)},
-        "out": {"w": jax.random.normal(k2, (16, 3)) / 4.0, "b": jnp.zeros(3)},
-    }
-
-    def loss_fn(p):
-        h = jnp.tanh(inputs @ p["hidden"]["w"] + p["hidden"]["b"])
-        logits = h @ p["out"]["w"] + p["out"]["b"]
-        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
-
-    return params, loss_fn
-
-
 def train(lopt, theta, loss_fn, params, num_steps):
     """Run ``num_steps`` steps of ``lopt`` in one ``lax.scan``; returns (params, losses)."""
 

@@ -10,7 +10,7 @@ import pytest
 
 import l2o
 from l2o.features import count_params
-from lopt_helpers import nested_params, quadratic_loss, rosenbrock_loss, tiny_mlp_problem, train
+from lopt_helpers import nested_params, quadratic_loss, train
 
 
 def test_is_learned_optimizer_and_hashable(lopt):
@@ -37,15 +37,9 @@ def test_updates_keep_structure_shapes_and_dtypes(lopt):
     assert int(state.step) == 1
 
 
-@pytest.mark.parametrize("problem", ["quadratic", "rosenbrock", "mlp"])
-def test_untrained_finite_for_1000_steps(lopt, problem):
-    key = jax.random.key(3)
-    if problem == "quadratic":
-        params, loss_fn = nested_params(key), quadratic_loss
-    elif problem == "rosenbrock":
-        params, loss_fn = {"xy": jnp.array([-1.2, 1.0])}, rosenbrock_loss
-    else:
-        params, loss_fn = tiny_mlp_problem(key)
+def test_untrained_finite_for_1000_steps_on_mixed_dtypes(lopt):
+    """Nested float32/bfloat16/float16 quadratic; registered families: test_lopt_tasks.py."""
+    params, loss_fn = nested_params(jax.random.key(3)), quadratic_loss
     theta = lopt.init_meta_params(jax.random.key(4))
     run = jax.jit(functools.partial(train, lopt, loss_fn=loss_fn, num_steps=1000))
     final, losses = run(theta, params=params)

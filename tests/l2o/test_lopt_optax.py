@@ -100,3 +100,15 @@ def test_registry():
         l2o.registry.get("adam")
     with pytest.raises(TypeError, match="no config field.*'hidden'.*valid"):
         l2o.registry.get("mlp", hidden=3)
+
+
+def test_flax_example_runs(monkeypatch, capsys):
+    import pathlib
+    import runpy
+
+    example = pathlib.Path(__file__).parents[2] / "examples" / "flax_training_loop.py"
+    monkeypatch.setattr("sys.argv", [str(example), "--steps", "60"])
+    runpy.run_path(str(example), run_name="__main__")
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("step")]
+    first_loss, last_loss = float(lines[0][4]), float(lines[-1][4])
+    assert len(lines) == 3 and first_loss > 2.0 and last_loss < 0.5 * first_loss
