@@ -85,7 +85,9 @@ def _shapes(tree: Any) -> dict:
     }
 
 
-def save(path: str | os.PathLike, lopt: Any, theta: Any, meta: dict | None = None) -> tuple[Path, Path]:
+def save(
+    path: str | os.PathLike, lopt: Any, theta: Any, meta: dict | None = None
+) -> tuple[Path, Path]:
     """Write ``lopt`` + ``theta`` as ``NAME.json`` + ``NAME.msgpack``; returns both paths.
 
     Args:
@@ -104,7 +106,8 @@ def save(path: str | os.PathLike, lopt: Any, theta: Any, meta: dict | None = Non
     theta = jax.device_get(theta)
     base = _base_path(path)
     base.parent.mkdir(parents=True, exist_ok=True)
-    json_path, weights_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".msgpack")
+    json_path = base.with_name(base.name + ".json")
+    weights_path = base.with_name(base.name + ".msgpack")
 
     weights = serialization.to_bytes(theta)
     device = jax.devices()[0]
@@ -161,40 +164,47 @@ def load(path: str | os.PathLike) -> tuple[Any, Any, dict]:
         record = json.loads(json_path.read_text())
         version = record["format_version"]
         architecture, config = record["architecture"], record["config"]
-        weights_info = record["weights"]
+        weights_file = record["weights"]["file"]
+        weights_bytes, weights_sha = record["weights"]["bytes"], record["weights"]["sha256"]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise _fail(json_path, f"not a valid l2o description ({type(err).__name__}: {err}); the file is truncated or corrupt", redo) from None
+        problem = f"not a valid l2o description ({type(err).__name__}: {err})"
+        raise _fail(json_path, problem + "; the file is truncated or corrupt", redo) from None
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise _fail(
-            json_path,
-            f"format_version {version!r} is newer than this l2o reads ({FORMAT_VERSION})",
-            "Upgrade l2o (pip install -U l2o) to load it.",
-        )
+        problem = f"format_version {version!r} is newer than this l2o reads ({FORMAT_VERSION})"
+        raise _fail(json_path, problem, "Upgrade l2o (pip install -U l2o) to load it.")
     if architecture not in registry.OPTIMIZERS:
-        raise _fail(json_path, f"unknown architecture {architecture!r}; this l2o knows {registry.names()}", "Upgrade l2o or load the file with the package that wrote it.")
+        problem = f"unknown architecture {architecture!r}; this l2o knows {registry.names()}"
+        raise _fail(json_path, problem, "Upgrade l2o or load it with the package that wrote it.")
     try:
         lopt = registry.get(architecture, **config)
     except (TypeError, ValueError) as err:
-        raise _fail(json_path, f"config not accepted by {architecture!r} ({err})", "Upgrade l2o or fix the config.") from None
+        problem = f"config not accepted by {architecture!r} ({err})"
+        raise _fail(json_path, problem, "Upgrade l2o or fix the config.") from None
 
-    weights_path = json_path.with_name(weights_info["file"])
+    weights_path = json_path.with_name(weights_file)
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path}: weights file named by {json_path} is missing. {redo}")
     data = weights_path.read_bytes()
-    if len(data) != weights_info["bytes"]:
-        raise _fail(weights_path, f"has {len(data)} bytes, {json_path.name} says {weights_info['bytes']} (truncated or replaced)", redo)
-    if hashlib.sha256(data).hexdigest() != weights_info["sha256"]:
-        raise _fail(weights_path, f"sha256 differs from the one recorded in {json_path.name} (file modified or corrupt)", redo)
+    if len(data) != weights_bytes:
+        problem = f"has {len(data)} bytes, {json_path.name} says {weights_bytes} (truncated or replaced)"
+        raise _fail(weights_path, problem, redo)
+    if hashlib.sha256(data).hexdigest() != weights_sha:
+        problem = f"sha256 differs from the one in {json_path.name} (file modified or corrupt)"
+        raise _fail(weights_path, problem, redo)
     try:
         raw = serialization.msgpack_restore(data)
     except Exception as err:  # msgpack raises several unrelated types on bad input
-        raise _fail(weights_path, f"is not a flax msgpack file ({type(err).__name__}: {err})", redo) from None
+        problem = f"is not a flax msgpack file ({type(err).__name__}: {err})"
+        raise _fail(weights_path, problem, redo) from None
 
     template = jax.eval_shape(lopt.init_meta_params, jax.random.key(0))
     expected, found = _shapes(template), _shapes(jax.tree.map(np.asarray, raw))
     if expected != found:
-        diff = {k: (expected.get(k), found.get(k)) for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)}
-        raise _fail(weights_path, f"meta-parameters do not match {lopt!r}: (expected, found) per leaf {diff}", "The weights were saved for another config; re-save them with the config that made them.")
+        leaves = sorted(set(expected) | set(found))
+        diff = {k: (expected.get(k), found.get(k)) for k in leaves if expected.get(k) != found.get(k)}
+        problem = f"meta-parameters do not match {lopt!r}: (expected, found) per leaf {diff}"
+        fix = "The weights were saved for another config; re-save them with the config that made them."
+        raise _fail(weights_path, problem, fix)
     theta = jax.tree.map(jnp.asarray, serialization.from_state_dict(template, raw))
     return lopt, theta, record
 

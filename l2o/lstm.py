@@ -78,8 +78,11 @@ class LSTMOptimizer:
             raise ValueError(f"num_layers must be a positive integer; got {self.num_layers!r}.")
         if not self.preprocess_p > 0:
             raise ValueError(f"preprocess_p must be > 0; got {self.preprocess_p!r}.")
-        if self.chunk_size is not None and (int(self.chunk_size) != self.chunk_size or self.chunk_size < 0):
-            raise ValueError(f"chunk_size must be None (auto), 0 (off) or a positive int; got {self.chunk_size!r}.")
+        chunk = self.chunk_size
+        if chunk is not None and (int(chunk) != chunk or chunk < 0):
+            raise ValueError(
+                f"chunk_size must be None (auto), 0 (off) or a positive int; got {chunk!r}."
+            )
         if self.momentum_decay is not None and not 0.0 <= self.momentum_decay < 1.0:
             raise ValueError(
                 f"momentum_decay must be None or in [0, 1); got {self.momentum_decay!r}."

@@ -104,8 +104,11 @@ class MLPOptimizer:
             )
         if self.nominal and not self.nominal_lr > 0:
             raise ValueError(f"nominal_lr must be > 0; got {self.nominal_lr}.")
-        if self.chunk_size is not None and (int(self.chunk_size) != self.chunk_size or self.chunk_size < 0):
-            raise ValueError(f"chunk_size must be None (auto), 0 (off) or a positive int; got {self.chunk_size!r}.")
+        chunk = self.chunk_size
+        if chunk is not None and (int(chunk) != chunk or chunk < 0):
+            raise ValueError(
+                f"chunk_size must be None (auto), 0 (off) or a positive int; got {chunk!r}."
+            )
         if self.normalize_over not in ("tensor", "all"):
             raise ValueError(
                 f"normalize_over must be 'tensor' or 'all'; got {self.normalize_over!r}."
