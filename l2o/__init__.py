@@ -18,3 +18,4 @@ __all__ = [
     "registry",
     "save",
 ]
+from l2o.guard import GuardedOptimizer, guard_stats, loss_guarded  # noqa: E402,F401
