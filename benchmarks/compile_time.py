@@ -69,7 +69,11 @@ def comparison_run_times(args, family, theta) -> dict[str, dict[str, float]]:
         "mlp": lambda: l2o.MLPOptimizer().as_optax(theta, args.steps),
     }
     out = {}
-    for name, make_tx in makers.items():
+    for name in args.optimizers.split(","):
+        name = name.strip()
+        if name not in makers:
+            raise ValueError(f"--optimizers: unknown {name!r}; expected some of {list(makers)}.")
+        make_tx = makers[name]
         run = make_run(make_tx, family, args.steps, num_evals=10)
         batched = jax.vmap(jax.vmap(run, in_axes=(None, None, 0)), in_axes=(None, 0, 0))
         out[name] = lower_and_compile(batched, {}, cfgs, run_keys)
@@ -112,6 +116,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=200)
     p.add_argument("--max-tasks", type=int, default=8)
     p.add_argument("--steps", type=int, default=200, help="steps of the comparison run")
+    p.add_argument("--optimizers", default="adam,mlp", help="comparison runs: some of adam,mlp")
     p.add_argument("--num-tasks", type=int, default=2)
     p.add_argument("--num-seeds", type=int, default=2)
     p.add_argument("--out", default=None, help="results JSON (default results/DEVICE.json)")

@@ -24,6 +24,7 @@ the rate saturates (first P that no larger population beats by more than 20%).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -71,10 +72,16 @@ def make_system(family_name: str, horizon: int) -> tuple[LearnedOptimizerSystem,
     return system, lopt.init_meta_params(jax.random.PRNGKey(1))
 
 
+@functools.lru_cache(maxsize=8)
+def jitted_single_run(system: LearnedOptimizerSystem) -> tuple[Callable, Callable]:
+    """``(jit(system.init), jit(system.unroll))`` (length static), one compilation per system."""
+    return jax.jit(system.init), jax.jit(system.unroll, static_argnums=3)
+
+
 def single_run_runner(system, theta, trunc_length: int) -> Callable[[], Any]:
     """One jitted ``system.unroll`` of one inner run per call (population 1)."""
-    unroll = jax.jit(system.unroll, static_argnums=3)
-    state = {"inner": jax.jit(system.init)(jax.random.PRNGKey(2), theta), "i": 0}
+    init, unroll = jitted_single_run(system)
+    state = {"inner": init(jax.random.PRNGKey(2), theta), "i": 0}
 
     def run():
         state["i"] += 1
@@ -103,10 +110,9 @@ def estimator_runner(system, theta, population: int, args) -> Callable[[], Any]:
 
 def naive_runner(system, theta, population: int, trunc_length: int) -> Callable[[], Any]:
     """The same work as a Python loop: perturb, unroll each particle alone, estimate."""
-    unroll = jax.jit(system.unroll, static_argnums=3)
+    init, unroll = jitted_single_run(system)
     flat, unravel = jax.flatten_util.ravel_pytree(theta)
     perturb = jax.jit(lambda eps: unravel(flat + eps))
-    init = jax.jit(system.init)
     keys = jax.random.split(jax.random.PRNGKey(5), population)
     states = [init(k, theta) for k in keys]
     sigma = 0.01
