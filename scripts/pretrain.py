@@ -51,9 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {description}")
         result = train(config)
         lopt, theta, record = l2o.load(result.theta_path)
-        meta = {**record["provenance"], "name": name, "description": description,
+        portable = {**config.to_dict(), "out_dir": f"runs/pretrain/{name}"}
+        meta = {**record["provenance"], "config": portable, "name": name,
+                "description": description,
                 "recipe": f"python scripts/pretrain.py {name}",
-                "meta_train_config": config.to_dict()}
+                "final_eval_note": "final_eval: held-out split of the family (other "
+                                   "architectures), learned optimizer without guard"}
         json_path, _ = l2o.save(Path(args.dest) / name, lopt, theta, meta)
         print(f"wrote {json_path}: {json.dumps(result.final_eval)}")
     return 0
