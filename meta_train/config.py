@@ -16,19 +16,21 @@ import json
 import os
 from typing import Any
 
+from meta_train.distributed import check_process_args
 from meta_train.inner import META_LOSS_SPLITS
 from meta_train.objective import META_LOSS_KINDS
 from meta_train.pes import FITNESS_SHAPINGS, STRATEGIES
 
 _INT_FIELDS = ("horizon", "trunc_length", "num_tasks", "num_pairs", "outer_steps", "seed",
-               "eval_every", "eval_tasks", "ckpt_every", "log_every")
+               "eval_every", "eval_tasks", "ckpt_every", "log_every", "num_devices",
+               "num_processes", "process_id")
 _POSITIVE_INTS = ("horizon", "trunc_length", "num_tasks", "num_pairs", "eval_tasks")
-_NON_NEGATIVE_INTS = ("outer_steps", "eval_every", "ckpt_every", "log_every")
+_NON_NEGATIVE_INTS = ("outer_steps", "eval_every", "ckpt_every", "log_every", "num_devices")
 _FLOAT_FIELDS = ("sigma", "outer_lr", "outer_clip", "max_ratio")
-_BOOL_FIELDS = ("stagger",)
+_BOOL_FIELDS = ("stagger", "shard")
 _STR_FIELDS = ("family", "lopt", "strategy", "fitness_shaping", "meta_loss",
                "meta_loss_split", "out_dir")
-_OPTIONAL_STR_FIELDS = ("heldout_family",)
+_OPTIONAL_STR_FIELDS = ("heldout_family", "coordinator")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,11 @@ class MetaTrainConfig:
       meta_loss / meta_loss_split / max_ratio: meta-objective (see `meta_train.objective`).
       stagger: start tasks at staggered inner steps.
       out_dir: run directory (config, metrics, checkpoints, final theta).
+      shard / num_devices: split the particle axis over devices (`meta_train.sharding`);
+        ``num_devices=0`` uses the most devices (of all processes) that divide
+        ``2 * num_tasks * num_pairs``.
+      coordinator / num_processes / process_id: multi-process run via `jax.distributed`
+        (``coordinator`` is ``"HOST:PORT"`` of process 0; None for one process).
     """
 
     family: str = "mlp-digits"
@@ -77,6 +84,11 @@ class MetaTrainConfig:
     max_ratio: float = 10.0
     stagger: bool = True
     out_dir: str = "runs/meta-train"
+    shard: bool = True
+    num_devices: int = 0
+    coordinator: str | None = None
+    num_processes: int = 1
+    process_id: int = 0
 
     def __post_init__(self):
         errors = []
@@ -96,8 +108,9 @@ class MetaTrainConfig:
         for name in _STR_FIELDS:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 errors.append(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
-        if self.heldout_family is not None and not isinstance(self.heldout_family, str):
-            errors.append(f"heldout_family must be a string or null, got {self.heldout_family!r}")
+        for name in _OPTIONAL_STR_FIELDS:
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                errors.append(f"{name} must be a string or null, got {getattr(self, name)!r}")
         if not isinstance(self.lopt_config, dict):
             errors.append(f"lopt_config must be a dict, got {self.lopt_config!r}")
         if errors:
@@ -117,6 +130,16 @@ class MetaTrainConfig:
                 f"trunc_length={self.trunc_length} must divide horizon={self.horizon} "
                 f"(divisors of {self.horizon}: {divisors})"
             )
+        if not errors and self.num_devices and (2 * self.num_tasks * self.num_pairs) % self.num_devices:
+            errors.append(
+                f"num_devices={self.num_devices} must divide the {2 * self.num_tasks * self.num_pairs} "
+                f"particles (2*num_tasks*num_pairs); use 0 (auto) or a divisor"
+            )
+        if not errors:
+            try:
+                check_process_args(self.coordinator, self.num_processes, self.process_id)
+            except ValueError as err:
+                errors.append(str(err).rstrip("."))
         for name, valid in (("strategy", STRATEGIES), ("meta_loss", META_LOSS_KINDS),
                             ("meta_loss_split", META_LOSS_SPLITS),
                             ("fitness_shaping", tuple(sorted(FITNESS_SHAPINGS)))):
