@@ -12,6 +12,7 @@ raw string if it is not JSON).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from typing import Any
@@ -114,7 +115,7 @@ class MetaTrainConfig:
         if not isinstance(self.lopt_config, dict):
             errors.append(f"lopt_config must be a dict, got {self.lopt_config!r}")
         if errors:
-            raise TypeError("invalid MetaTrainConfig: " + "; ".join(errors) + ".")
+            raise TypeError("invalid MetaTrainConfig: " + "; ".join(errors) + "." + _HOW_TO_FIX)
         for name in _POSITIVE_INTS:
             if getattr(self, name) < 1:
                 errors.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -146,7 +147,7 @@ class MetaTrainConfig:
             if getattr(self, name) not in valid:
                 errors.append(f"unknown {name} {getattr(self, name)!r}; valid: {list(valid)}")
         if errors:
-            raise ValueError("invalid MetaTrainConfig: " + "; ".join(errors) + ".")
+            raise ValueError("invalid MetaTrainConfig: " + "; ".join(errors) + "." + _HOW_TO_FIX)
 
     # ---------------------------------------------------------------- names
     def check_names(self, lopt: bool = True, families: bool = True) -> None:
@@ -175,7 +176,9 @@ class MetaTrainConfig:
         valid = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(valid))
         if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}; valid keys: {valid}.")
+            raise ValueError(
+                f"unknown config key(s) {unknown}; valid keys: {valid}.{_key_hints(unknown, valid)}"
+            )
         return cls(**data)
 
     @classmethod
@@ -212,9 +215,31 @@ class MetaTrainConfig:
                 if key == "lopt_config":
                     lopt_config = dict(data["lopt_config"])
             else:
-                raise ValueError(f"unknown config key {key!r} in override {item!r}; valid: {valid}.")
+                raise ValueError(f"unknown config key {key!r} in override {item!r}; valid: "
+                                 f"{valid}.{_key_hints([key], valid)}")
         data["lopt_config"] = lopt_config
         return type(self).from_dict(data)
+
+
+_HOW_TO_FIX = (" Fix the value(s) in the MetaTrainConfig arguments, the JSON config file or "
+               "with --set KEY=VALUE.")
+# Keys people reach for to size the ES population; here it is 2 * num_tasks * num_pairs.
+_POPULATION_KEYS = ("population", "population_size", "popsize", "pop_size", "num_particles",
+                    "num_perturbations")
+
+
+def _key_hints(unknown: list[str], valid: list[str]) -> str:
+    """Sentences suggesting the intended field for each unknown key ('' if none)."""
+    hints = []
+    for key in unknown:
+        if key.lower() in _POPULATION_KEYS:
+            hints.append(f"{key!r} is not set directly: the population is 2 * num_tasks * "
+                         "num_pairs antithetic particles (always even); set num_tasks and num_pairs.")
+        else:
+            close = difflib.get_close_matches(key, valid, n=1)
+            if close:
+                hints.append(f"Did you mean {close[0]!r} for {key!r}?")
+    return "".join(" " + hint for hint in hints)
 
 
 def known_families() -> list[str] | None:
