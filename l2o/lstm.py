@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from l2o import features as F
+from l2o.mlp import check_update_inputs
 from l2o.optax_adapter import as_optax
 
 
@@ -163,6 +164,7 @@ class LSTMOptimizer:
         ``use_loss`` is set.
         """
         layout = F.tree_layout(params)
+        check_update_inputs(self.name, grads, layout, state.hidden.shape[0])
         g = F.sanitize(F.flatten(grads), F.GRAD_LIMIT)
         x = F.lstm_preprocess(g, self.preprocess_p)
         momentum = state.momentum
@@ -173,7 +175,11 @@ class LSTMOptimizer:
         biases = [theta[f"layer_{layer}"]["b"] for layer in range(self.num_layers)]
         if self.use_loss:
             if loss is None:
-                raise ValueError(f"{self!r} uses the loss: pass loss= to update.")
+                raise ValueError(
+                    f"{self!r} uses the loss as an input (use_loss=True) but update got "
+                    "loss=None; pass the current scalar loss: update(theta, grads, state, "
+                    "params, loss), or value=loss to its optax transform."
+                )
             log_loss = jnp.log(jnp.maximum(jnp.asarray(loss, jnp.float32), 1e-30))
             global_input = F.sanitize(jnp.clip(log_loss, -25.0, 25.0) / 10.0, 3.0)
             biases[0] = biases[0] + global_input * theta["layer_0"]["w_global"][0]

@@ -62,6 +62,28 @@ class MLPOptState:
     second_moment: jax.Array
 
 
+def check_update_inputs(name: str, grads: Any, layout: F.TreeLayout, state_rows: int) -> None:
+    """Raise ``ValueError`` unless ``grads`` and a state of ``state_rows`` coordinates fit params.
+
+    Compares static shapes only (``layout`` is ``tree_layout(params)``), so it costs nothing
+    under ``jit``/``vmap``. Shared by every learned optimizer's ``update``.
+    """
+    grad_shapes = tuple(tuple(int(d) for d in jnp.shape(x)) for x in jax.tree.leaves(grads))
+    if grad_shapes != layout.shapes:
+        raise ValueError(
+            f"{name} update: grads have leaf shapes {list(grad_shapes)} but params have "
+            f"{list(layout.shapes)}; pass the gradient at these params, e.g. "
+            "jax.grad(loss_fn)(params)."
+        )
+    if state_rows != layout.num_coordinates:
+        raise ValueError(
+            f"{name} update: the optimizer state was built for {state_rows} parameter "
+            f"coordinates but params have {layout.num_coordinates} (leaf shapes "
+            f"{list(layout.shapes)}); the state belongs to another params pytree. Make a "
+            "state for these params with init(theta, params, num_steps) (or tx.init(params))."
+        )
+
+
 def _check_decays(name: str, decays: tuple[float, ...]) -> None:
     if not decays or any(not (0.0 <= float(b) < 1.0) for b in decays):
         raise ValueError(f"{name} must be a non-empty tuple of decays in [0, 1); got {decays!r}.")
@@ -180,6 +202,7 @@ class MLPOptimizer:
         """One step (see module doc); ``loss`` is unused. Updates come in params' dtypes."""
         del loss
         layout = F.tree_layout(params)
+        check_update_inputs(self.name, grads, layout, state.momenta.shape[0])
         g = F.sanitize(F.flatten(grads), F.GRAD_LIMIT)
         p = F.sanitize(F.flatten(params), F.GRAD_LIMIT)
         decays = jnp.asarray(self.momentum_decays, jnp.float32)
