@@ -3,6 +3,7 @@
     l2o meta-train --family quadratic --steps 300 --out runs/q
     l2o meta-train --config run.json --set sigma=0.02 --set lopt_config.hidden_sizes=[16,16]
     l2o meta-train --resume runs/q --steps 600          # continue a run (exactly)
+    l2o meta-train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   # one per host
 
 Precedence: defaults < ``--config`` file (or the resumed run's ``config.json``) < direct
 flags (``--family``, ``--steps``...) < ``--set key=value`` overrides.
@@ -22,7 +23,8 @@ _FLAGS = {
     "family": "family", "heldout_family": "heldout_family", "lopt": "lopt",
     "strategy": "strategy", "steps": "outer_steps", "seed": "seed", "sigma": "sigma",
     "outer_lr": "outer_lr", "horizon": "horizon", "trunc_length": "trunc_length",
-    "num_tasks": "num_tasks", "num_pairs": "num_pairs",
+    "num_tasks": "num_tasks", "num_pairs": "num_pairs", "num_devices": "num_devices",
+    "coordinator": "coordinator", "num_processes": "num_processes", "process_id": "process_id",
 }
 
 
@@ -53,6 +55,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--trunc-length", dest="trunc_length", type=int)
     parser.add_argument("--num-tasks", dest="num_tasks", type=int)
     parser.add_argument("--num-pairs", dest="num_pairs", type=int)
+    parser.add_argument("--num-devices", dest="num_devices", type=int,
+                        help="devices to shard the population over (0: auto, all that divide "
+                             "2*num_tasks*num_pairs); --set shard=false for one device")
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="address of process 0 for a multi-process (multi-host) run")
+    parser.add_argument("--num-processes", dest="num_processes", type=int,
+                        help="processes in a multi-process run (same command on each host)")
+    parser.add_argument("--process-id", dest="process_id", type=int,
+                        help="this process's index in [0, num_processes); 0 writes the files")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config as JSON and exit")

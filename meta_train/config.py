@@ -21,6 +21,7 @@ from meta_train.distributed import check_process_args
 from meta_train.inner import META_LOSS_SPLITS
 from meta_train.objective import META_LOSS_KINDS
 from meta_train.pes import FITNESS_SHAPINGS, STRATEGIES
+from meta_train.sharding import mesh_shape
 
 _INT_FIELDS = ("horizon", "trunc_length", "num_tasks", "num_pairs", "outer_steps", "seed",
                "eval_every", "eval_tasks", "ckpt_every", "log_every", "num_devices",
@@ -55,8 +56,8 @@ class MetaTrainConfig:
       stagger: start tasks at staggered inner steps.
       out_dir: run directory (config, metrics, checkpoints, final theta).
       shard / num_devices: split the particle axis over devices (`meta_train.sharding`);
-        ``num_devices=0`` uses the most devices (of all processes) that divide
-        ``2 * num_tasks * num_pairs``.
+        ``num_devices=0`` uses the most devices (of all processes) that split the
+        ``(2, num_tasks, num_pairs)`` particle layout (`sharding.valid_device_counts`).
       coordinator / num_processes / process_id: multi-process run via `jax.distributed`
         (``coordinator`` is ``"HOST:PORT"`` of process 0; None for one process).
     """
@@ -131,11 +132,11 @@ class MetaTrainConfig:
                 f"trunc_length={self.trunc_length} must divide horizon={self.horizon} "
                 f"(divisors of {self.horizon}: {divisors})"
             )
-        if not errors and self.num_devices and (2 * self.num_tasks * self.num_pairs) % self.num_devices:
-            errors.append(
-                f"num_devices={self.num_devices} must divide the {2 * self.num_tasks * self.num_pairs} "
-                f"particles (2*num_tasks*num_pairs); use 0 (auto) or a divisor"
-            )
+        if not errors and self.num_devices:
+            try:
+                mesh_shape(self.num_devices, self.num_tasks, self.num_pairs)
+            except ValueError as err:
+                errors.append(str(err).rstrip("."))
         if not errors:
             try:
                 check_process_args(self.coordinator, self.num_processes, self.process_id)

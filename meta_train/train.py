@@ -9,6 +9,10 @@ A run directory holds ``config.json`` (the resolved config), ``metrics.csv`` and
 ``ckpt_every`` steps and at the end) and ``theta.json`` + ``theta.msgpack`` (the final
 meta-parameters via `l2o.save`, with provenance). Each outer step is one jitted call
 (`ESGradientEstimator.step`); metrics stay on device until a logging step.
+
+With several devices the particle axis is split over them (`meta_train.sharding`,
+``config.shard`` / ``num_devices``); with ``config.coordinator`` the run spans several
+processes (`meta_train.distributed`): every process computes, only process 0 writes files.
 """
 
 from __future__ import annotations
@@ -23,17 +27,21 @@ import jax
 import jax.numpy as jnp
 from tqdm.auto import tqdm
 
+from meta_train import distributed
 from meta_train.checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from meta_train.config import MetaTrainConfig
 from meta_train.evaluate import evaluate_theta, summarize
 from meta_train.inner import LearnedOptimizerSystem
 from meta_train.metrics_log import MetricsLog
 from meta_train.pes import ESGradientEstimator
+from meta_train.sharding import ShardedEstimator, particle_mesh, resolve_num_devices
 
 CHECKPOINT = "checkpoint.msgpack"
-# Fields that may change when resuming: they do not alter the training trajectory.
+# Fields that may change when resuming: they do not alter the training trajectory (the
+# device layout only changes float rounding; bit-identical resume needs the same layout).
 RESUMABLE_CHANGES = ("outer_steps", "eval_every", "eval_tasks", "ckpt_every", "log_every",
-                     "out_dir", "heldout_family")
+                     "out_dir", "heldout_family", "shard", "num_devices", "coordinator",
+                     "num_processes", "process_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +112,30 @@ def build(
     return Components(lopt, family, heldout, system, estimator, theta_init)
 
 
+def make_runner(config: MetaTrainConfig, estimator: ESGradientEstimator) -> Any:
+    """What runs the outer steps: ``estimator`` itself on one device, else a
+    `ShardedEstimator` over the first `resolve_num_devices` devices of all processes.
+
+    Raises:
+      ValueError: ``num_devices`` does not fit the devices or the particle axis, or a
+        multi-process run cannot use every process's devices.
+    """
+    num_tasks, num_pairs = estimator.num_tasks, estimator.num_pairs
+    num_devices = (resolve_num_devices(config.num_devices, num_tasks, num_pairs)
+                   if config.shard else 1)
+    if jax.process_count() > 1 and num_devices != jax.device_count():
+        raise ValueError(
+            f"a {jax.process_count()}-process run must shard over all {jax.device_count()} "
+            f"devices, but shard={config.shard}, num_devices={config.num_devices} gives "
+            f"{num_devices}; set shard=true and choose num_tasks*num_pairs so that "
+            f"2*num_tasks*num_pairs is a multiple of {jax.device_count()}."
+        )
+    if num_devices == 1:
+        return estimator
+    return ShardedEstimator(estimator, particle_mesh(num_tasks, num_pairs,
+                                                     jax.devices()[:num_devices]))
+
+
 def _bounds(config: MetaTrainConfig) -> tuple[float, float]:
     from meta_train.objective import meta_loss_bounds
 
@@ -165,82 +197,107 @@ def train(
       progress: show a tqdm progress bar.
       components: prebuilt pieces (e.g. a custom family or optimizer not in the
         registries); default `build(config)`. They must agree with ``config``.
+
+    With ``config.coordinator`` set, joins the process group first (before any JAX
+    computation); all processes must call `train` with the same training fields, and
+    resuming needs the run directory readable by all of them (shared filesystem).
     """
+    distributed.initialize(config.coordinator, config.num_processes, config.process_id)
     if resume is not None:
         config = _resolve_resume(config, Path(resume))
+    primary, multi_process = distributed.is_primary(), jax.process_count() > 1
     run_dir = Path(config.out_dir)
-    check_writable(run_dir)
+    if primary:
+        check_writable(run_dir)
     components = build(config) if components is None else components
     estimator = components.estimator
-    write_atomic(run_dir / "config.json",
-                 (json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    runner = make_runner(config, estimator)
+    config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
+    distributed.assert_same_everywhere(_training_fields(config), "the training config")
+    if primary:
+        write_atomic(run_dir / "config.json", config_json.encode())
 
     root_key = jax.random.PRNGKey(config.seed)
-    state = estimator.init(jax.random.fold_in(root_key, 0), components.theta_init)
-    log = MetricsLog(run_dir)
+    state = runner.init(jax.random.fold_in(root_key, 0), components.theta_init)
+    log = MetricsLog(run_dir) if primary else None
     start_step, wall_offset = 0, 0.0
     checkpoint_path = run_dir / CHECKPOINT
     if resume is not None and checkpoint_path.is_file():
-        state, extra = load_checkpoint(checkpoint_path, state)
+        template = distributed.to_host(state) if multi_process else state
+        state, extra = load_checkpoint(checkpoint_path, template)
+        if runner is not estimator:
+            state = runner.place(state)
         start_step, wall_offset = int(extra["step"]), float(extra["wall_time"])
-        log.truncate(extra["metrics_offsets"])
-    else:
+        if log is not None:
+            log.truncate(extra["metrics_offsets"])
+    elif log is not None:
         log.truncate(None)
 
     eval_key = jax.random.fold_in(root_key, 2)
     t_start = time.perf_counter()
     t_last, step_last = t_start, start_step
     nonfinite_since_log = jnp.int32(0)
-    bar = tqdm(total=config.outer_steps, initial=start_step, disable=not progress,
+    bar = tqdm(total=config.outer_steps, initial=start_step, disable=not (progress and primary),
                desc="meta-train", unit="step")
     try:
         for step in range(start_step + 1, config.outer_steps + 1):
-            state, metrics = estimator.step(state)
+            state, metrics = runner.step(state)
             nonfinite_since_log = nonfinite_since_log + metrics["num_nonfinite"]
             state.step.block_until_ready()  # the progress bar shows finished steps
             bar.update(1)
             do_log = config.log_every and step % config.log_every == 0
             do_eval = config.eval_every and step % config.eval_every == 0
-            if do_log or do_eval or step == config.outer_steps:
+            if primary and (do_log or do_eval or step == config.outer_steps):
                 now = time.perf_counter()
-                row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                row = {k: float(v) for k, v in distributed.to_host(metrics).items()}
                 row["num_nonfinite"] = int(nonfinite_since_log)
                 row["step"] = step
                 row["steps_per_s"] = (step - step_last) / max(now - t_last, 1e-9)
                 row["wall_time"] = wall_offset + now - t_start
                 t_last, step_last, nonfinite_since_log = now, step, jnp.int32(0)
                 if do_eval:
-                    theta = estimator.theta(state)
+                    theta = runner.theta(state)
                     evaluated = _eval(components, config, theta, jax.random.fold_in(eval_key, step))
                     row.update({f"eval_{k}": v for k, v in evaluated.items()})
                 log.write(row)
                 bar.set_postfix(meta_loss=f"{row['meta_loss']:.4f}",
                                 steps_per_s=f"{row['steps_per_s']:.2f}")
             if (config.ckpt_every and step % config.ckpt_every == 0) or step == config.outer_steps:
-                save_checkpoint(checkpoint_path, state, {
-                    "step": step,
-                    "wall_time": wall_offset + time.perf_counter() - t_start,
-                    "metrics_offsets": log.offsets(),
-                })
+                host_state = distributed.to_host(state) if multi_process else state
+                if primary:
+                    save_checkpoint(checkpoint_path, host_state, {
+                        "step": step,
+                        "wall_time": wall_offset + time.perf_counter() - t_start,
+                        "metrics_offsets": log.offsets(),
+                    })
     finally:
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
 
     wall_time = wall_offset + time.perf_counter() - t_start
-    theta = estimator.theta(state)
+    theta = runner.theta(state)
     final_key = jax.random.fold_in(eval_key, -1 % (2**31))
     final_eval = {
         "trained": _eval(components, config, theta, final_key),
         "initial": _eval(components, config, components.theta_init, final_key),
     }
-    steps = int(state.step)
+    steps = int(distributed.to_host(state.step))
     theta_path = run_dir / "theta"
-    import l2o
+    if primary:
+        import l2o
 
-    l2o.save(theta_path, components.lopt, theta, _provenance(config, steps, wall_time, final_eval))
-    (run_dir / "final_eval.json").write_text(json.dumps(final_eval, indent=2) + "\n")
+        l2o.save(theta_path, components.lopt, theta,
+                 _provenance(config, steps, wall_time, final_eval))
+        (run_dir / "final_eval.json").write_text(json.dumps(final_eval, indent=2) + "\n")
     return TrainResult(theta=theta, run_dir=run_dir, metrics_path=log.csv_path,
                        theta_path=theta_path, steps=steps, final_eval=final_eval)
+
+
+def _training_fields(config: MetaTrainConfig) -> str:
+    """JSON of the fields every process of a run must share (all but its own identity)."""
+    own = ("out_dir", "process_id")
+    return json.dumps({k: v for k, v in config.to_dict().items() if k not in own}, sort_keys=True)
 
 
 def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eval: dict) -> dict:
@@ -259,7 +316,8 @@ def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eva
         "meta_loss": config.meta_loss,
         "seed": config.seed,
         "wall_time_s": round(wall_time, 2),
-        "train_device": f"{device.platform}:{device.device_kind} x{jax.device_count()}",
+        "train_device": f"{device.platform}:{device.device_kind} x{jax.device_count()}"
+                        + (f" ({jax.process_count()} processes)" if jax.process_count() > 1 else ""),
         "heldout_eval": final_eval,
         "config": config.to_dict(),
     }
