@@ -84,7 +84,11 @@ def resolve_optimizer(entry: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the comparison described by ``args`` and write the report; returns 0."""
+    """Run the comparison described by ``args`` and write the report; returns 0.
+
+    Raises ``SystemExit`` with a one-line message for bad sizes, unknown optimizer or
+    family names and unreadable optimizer files.
+    """
     from baselines.compare import compare
     from baselines.report import write_report
 
@@ -94,10 +98,15 @@ def run(args: argparse.Namespace) -> int:
     entries = [e.strip() for e in args.optimizers.split(",") if e.strip()]
     if not entries:
         raise SystemExit("--optimizers is empty; pass e.g. --optimizers adam,lion,lookahead.")
-    optimizers = {
-        (e if e in registry.names() else Path(e).stem): resolve_optimizer(e) for e in entries
-    }
-    train, heldout = resolve_families(args.family)
+    try:
+        optimizers = {
+            (e if e in registry.names() else Path(e).stem): resolve_optimizer(e) for e in entries
+        }
+        train, heldout = resolve_families(args.family)
+    except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+        # Unknown names and unreadable files: one line for the user, not a traceback.
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise SystemExit(f"l2o compare: error: {message}") from None
     results = compare(
         optimizers,
         train,
