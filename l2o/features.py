@@ -78,9 +78,20 @@ def tree_layout(tree: Any, what: str = "params") -> TreeLayout:
 
 
 def flatten(tree: Any) -> jax.Array:
-    """All leaves of ``tree`` raveled and concatenated into one (N,) float32 vector."""
-    leaves = jax.tree.leaves(tree)
-    return jnp.concatenate([jnp.ravel(jnp.asarray(x, jnp.float32)) for x in leaves])
+    """All leaves of ``tree`` raveled and concatenated into one (N,) float32 vector.
+
+    Built by writing each leaf into a zero buffer (in-place dynamic_update_slice): XLA's
+    CPU concatenate of many reshaped leaves is ~30x slower (measured on a 1.86M-param MLP).
+    """
+    leaves = [jnp.ravel(jnp.asarray(x, jnp.float32)) for x in jax.tree.leaves(tree)]
+    if len(leaves) == 1:
+        return leaves[0]
+    flat = jnp.zeros((sum(x.shape[0] for x in leaves),), jnp.float32)
+    start = 0
+    for leaf in leaves:
+        flat = jax.lax.dynamic_update_slice_in_dim(flat, leaf, start, 0)
+        start += leaf.shape[0]
+    return flat
 
 
 def unflatten(flat: jax.Array, layout: TreeLayout) -> Any:
@@ -128,10 +139,20 @@ def second_moment_normalize(
     return jnp.concatenate([normalize(features[a:b]) for a, b in zip(offsets[:-1], offsets[1:])])
 
 
-def resolve_chunk_size(chunk_size: int | None) -> int:
-    """Rows per block for `map_rows`: ``None`` -> 2048 on CPU, 0 (no blocks) elsewhere."""
+def leaf_index(rows: jax.Array, layout: TreeLayout) -> jax.Array:
+    """Index of the leaf holding each flat coordinate in ``rows`` (int array, any shape)."""
+    boundaries = jnp.asarray(np.cumsum(layout.sizes)[:-1], jnp.int32)
+    if boundaries.size == 0:
+        return jnp.zeros(jnp.shape(rows), jnp.int32)
+    method = "compare_all" if boundaries.size <= 32 else "scan"
+    return jnp.searchsorted(boundaries, rows, side="right", method=method).astype(jnp.int32)
+
+
+def resolve_chunk_size(chunk_size: int | None, cpu_default: int = DEFAULT_CPU_CHUNK) -> int:
+    """Rows per block for `map_rows`: ``None`` -> ``cpu_default`` on CPU, 0 (no blocks)
+    elsewhere; an int is returned as is."""
     if chunk_size is None:
-        return DEFAULT_CPU_CHUNK if jax.default_backend() == "cpu" else 0
+        return cpu_default if jax.default_backend() == "cpu" else 0
     return int(chunk_size)
 
 
