@@ -28,6 +28,10 @@ def _run_pretrained(args) -> int:
             summary = record["provenance"].get("description", "")
             print(f"{name:24s} {summary}")
         return 0
+    available = l2o.list_pretrained()
+    if args.name not in available:
+        raise SystemExit(f"l2o pretrained: error: unknown optimizer {args.name!r}; "
+                         f"shipped: {', '.join(available) or 'none'}.")
     lopt, _, record = l2o.load_pretrained(args.name)
     print(repr(lopt))
     print(json.dumps(record, indent=2, sort_keys=True, default=str))

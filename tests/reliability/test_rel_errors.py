@@ -154,11 +154,12 @@ def test_compare_cli_unknown_optimizer_exits_with_one_line():
         main(["compare", "--family", "cifar-resnet", "--optimizers", "adam"])
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="l2o/cli.py lets load_pretrained's KeyError through (traceback)")
 def test_cli_unknown_pretrained_exits_cleanly():
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         main(["pretrained", "mlp-imagenet"])
+    message = str(info.value.code)
+    assert message.startswith("l2o pretrained: error: unknown optimizer 'mlp-imagenet'")
+    assert "mlp-image" in message
 
 
 # ----------------------------------------------------------------------- params vs state
