@@ -1,0 +1,82 @@
+"""The ``l2o`` CLI wiring, ``l2o demo`` and the shipped-optimizer listing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+import l2o
+from l2o.cli import main
+from l2o.demo import DemoConfig, learned_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_subcommand_is_registered(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("demo", "meta-train", "compare", "pretrained"):
+        assert command in text
+
+
+def test_pretrained_listing_names_every_shipped_optimizer(capsys):
+    assert main(["pretrained"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert listed == l2o.list_pretrained()
+    assert {"mlp-image", "lstm-image", "mlp-quadratic", "lstm-quadratic"} <= set(listed)
+
+
+def test_pretrained_show_prints_provenance(capsys):
+    assert main(["pretrained", "mlp-quadratic"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads(out[out.index("{"):])
+    provenance = record["provenance"]
+    assert provenance["strategy"] == "pes" and provenance["family"] == "quadratic"
+    assert provenance["recipe"] == "python scripts/pretrain.py mlp-quadratic"
+
+
+@pytest.mark.parametrize("field, value", [("outer_steps", 0), ("seeds", -1), ("steps", 2.5)])
+def test_demo_config_rejects_bad_sizes(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
+        DemoConfig(**{field: value})
+
+
+def test_demo_config_needs_truncation_dividing_horizon():
+    with pytest.raises(ValueError, match="must divide horizon"):
+        DemoConfig(horizon=100, trunc_length=30)
+
+
+def test_learned_rows_skip_missing_pretrained_with_a_note(tmp_path):
+    lopt = l2o.MLPOptimizer()
+    path = tmp_path / "theta"
+    l2o.save(path, lopt, lopt.init_meta_params(jax.random.PRNGKey(0)), {})
+    rows, notes = learned_rows(path, ("mlp-quadratic", "no-such-optimizer"))
+    assert list(rows) == ["mlp (demo)", "mlp-quadratic"]
+    assert len(notes) == 1 and "no-such-optimizer" in notes[0]
+    tx = rows["mlp-quadratic"](10)
+    params = {"x": jax.numpy.ones(3)}
+    updates, _ = tx.update(params, tx.init(params), params, value=jax.numpy.float32(1.0))
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_writes_the_report(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "l2o.cli", "demo", "--out", str(out), "--outer-steps", "4",
+           "--horizon", "40", "--trunc-length", "20", "--num-tasks", "2", "--num-pairs", "2",
+           "--steps", "40", "--seeds", "2", "--eval-tasks", "2", "--pretrained", "mlp-image"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    rows = set(results["rows"])
+    assert {"adam", "lion", "lookahead", "mlp (demo)", "mlp (demo)+guard", "mlp-image",
+            "mlp-image+guard"} <= rows
+    for name in ("report.md", "loss_curves.png", "performance_profile.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "meta-train" / "theta.json").is_file()
+    assert "| adam |" in done.stdout
