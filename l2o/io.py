@@ -23,7 +23,6 @@ import importlib.resources
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 from flax import serialization
 
 from l2o import registry
+from l2o.atomic import write_atomic
 from l2o.features import count_params
 from l2o.optax_adapter import check_meta_params
 
@@ -44,20 +44,6 @@ def _base_path(path: str | os.PathLike) -> Path:
     """``dir/NAME`` from ``dir/NAME``, ``dir/NAME.json`` or ``dir/NAME.msgpack``."""
     path = Path(path)
     return path.with_suffix("") if path.suffix in (".json", ".msgpack") else path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _json_default(obj: Any) -> Any:
@@ -134,8 +120,8 @@ def save(
         "provenance": provenance,
     }
     text = json.dumps(record, indent=2, default=_json_default) + "\n"
-    _write_atomic(weights_path, weights)
-    _write_atomic(json_path, text.encode())
+    write_atomic(weights_path, weights)
+    write_atomic(json_path, text.encode())
     return json_path, weights_path
 
 
