@@ -20,6 +20,7 @@ import hashlib
 from typing import Any
 
 import jax
+import jax.extend.backend
 import numpy as np
 
 
@@ -67,8 +68,9 @@ def initialize(
 
     A no-op returning False for a single process without coordinator. Otherwise calls
     ``jax.distributed.initialize`` (after selecting gloo for CPU collectives) and returns
-    True; calling it again with the same arguments is a no-op. Must run before the first
-    JAX computation of the process.
+    True; calling it again with the same arguments is a no-op. Call it before creating
+    any array you keep: a backend started earlier (importing evosax starts one) is
+    cleared, and arrays made on it become unusable.
 
     Raises:
       ValueError: invalid arguments (see `check_process_args`).
@@ -85,6 +87,13 @@ def initialize(
             )
         return True
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    from jax._src import xla_bridge  # the check jax.distributed itself makes
+
+    if xla_bridge.backends_are_initialized():
+        # Importing evosax (through meta_train) already ran small computations on a
+        # single-process backend; drop it so the backend restarts inside the process
+        # group. Arrays created before this point must not be used afterwards.
+        jax.extend.backend.clear_backends()
     try:
         jax.distributed.initialize(
             coordinator_address=coordinator, num_processes=num_processes,

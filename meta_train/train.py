@@ -222,7 +222,10 @@ def train(
     log = MetricsLog(run_dir) if primary else None
     start_step, wall_offset = 0, 0.0
     checkpoint_path = run_dir / CHECKPOINT
-    if resume is not None and checkpoint_path.is_file():
+    restoring = resume is not None and checkpoint_path.is_file()
+    distributed.assert_same_everywhere(f"checkpoint found: {restoring}",
+                                       f"whether {CHECKPOINT} exists in the resumed run directory")
+    if restoring:
         template = distributed.to_host(state) if multi_process else state
         state, extra = load_checkpoint(checkpoint_path, template)
         if runner is not estimator:
@@ -290,7 +293,7 @@ def train(
         l2o.save(theta_path, components.lopt, theta,
                  _provenance(config, steps, wall_time, final_eval))
         (run_dir / "final_eval.json").write_text(json.dumps(final_eval, indent=2) + "\n")
-    return TrainResult(theta=theta, run_dir=run_dir, metrics_path=log.csv_path,
+    return TrainResult(theta=theta, run_dir=run_dir, metrics_path=run_dir / "metrics.csv",
                        theta_path=theta_path, steps=steps, final_eval=final_eval)
 
 
