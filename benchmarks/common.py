@@ -199,3 +199,19 @@ def parse_ints(text: str, flag: str) -> list[int]:
             f"{flag} expects comma-separated positive integers like '1,4,16'; got {text!r}."
         )
     return values
+
+
+def add_output_args(parser) -> None:
+    """The ``--out`` / ``--no-save`` flags every benchmark script shares."""
+    parser.add_argument("--out", default=None, help="results JSON (default results/DEVICE.json)")
+    parser.add_argument("--no-save", action="store_true", help="print only, write no file")
+
+
+def save_section(args, section_name: str, section: dict) -> None:
+    """Merge ``section`` into the device's results file unless ``--no-save``; print the path."""
+    if args.no_save:
+        return
+    info = device_info()
+    path = results_path(args.out, info)
+    merge_results(path, section_name, section, info)
+    print(f"\nwrote {path}")

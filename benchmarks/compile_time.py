@@ -119,8 +119,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizers", default="adam,mlp", help="comparison runs: some of adam,mlp")
     p.add_argument("--num-tasks", type=int, default=2)
     p.add_argument("--num-seeds", type=int, default=2)
-    p.add_argument("--out", default=None, help="results JSON (default results/DEVICE.json)")
-    p.add_argument("--no-save", action="store_true", help="print only, write no file")
+    common.add_output_args(p)
     return p
 
 
@@ -128,11 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point: run, print, merge into the device's results file."""
     args = parser().parse_args(argv)
     section = run(args)
-    if not args.no_save:
-        info = common.device_info()
-        path = common.results_path(args.out, info)
-        common.merge_results(path, "compile_time", section, info)
-        print(f"\nwrote {path}")
+    common.save_section(args, "compile_time", section)
     return section
 
 

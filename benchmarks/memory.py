@@ -135,8 +135,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trunc-length", type=int, default=20)
     p.add_argument("--horizon", type=int, default=200)
     p.add_argument("--max-tasks", type=int, default=8)
-    p.add_argument("--out", default=None, help="results JSON (default results/DEVICE.json)")
-    p.add_argument("--no-save", action="store_true", help="print only, write no file")
+    common.add_output_args(p)
     return p
 
 
@@ -146,11 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.population is None:
         args.population = GPU_POPULATIONS if common.is_gpu() else CPU_POPULATIONS
     section = run(args)
-    if not args.no_save:
-        info = common.device_info()
-        path = common.results_path(args.out, info)
-        common.merge_results(path, "memory", section, info)
-        print(f"\nwrote {path}")
+    common.save_section(args, "memory", section)
     return section
 
 

@@ -224,8 +224,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--block-seconds", type=float, default=0.5)
     p.add_argument("--max-iters", type=int, default=100)
-    p.add_argument("--out", default=None, help="results JSON (default results/DEVICE.json)")
-    p.add_argument("--no-save", action="store_true", help="print only, write no file")
+    common.add_output_args(p)
     return p
 
 
@@ -235,11 +234,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.population is None:
         args.population = GPU_POPULATIONS if common.is_gpu() else CPU_POPULATIONS
     section = run(args)
-    if not args.no_save:
-        info = common.device_info()
-        path = common.results_path(args.out, info)
-        common.merge_results(path, "meta_throughput", section, info)
-        print(f"\nwrote {path}")
+    common.save_section(args, "meta_throughput", section)
     return section
 
 

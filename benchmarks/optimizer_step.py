@@ -194,8 +194,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--block-seconds", type=float, default=0.5, help="target length of a block")
     p.add_argument("--max-iters", type=int, default=200, help="max steps per block")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="results JSON (default results/DEVICE.json)")
-    p.add_argument("--no-save", action="store_true", help="print only, write no file")
+    common.add_output_args(p)
     return p
 
 
@@ -203,11 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point: run, print, merge into the device's results file."""
     args = parser().parse_args(argv)
     section = run(args)
-    if not args.no_save:
-        info = common.device_info()
-        path = common.results_path(args.out, info)
-        common.merge_results(path, "optimizer_step", section, info)
-        print(f"\nwrote {path}")
+    common.save_section(args, "optimizer_step", section)
     return section
 
 
