@@ -318,7 +318,7 @@ def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eva
         "num_pairs": config.num_pairs,
         "meta_loss": config.meta_loss,
         "seed": config.seed,
-        "wall_time_s": round(wall_time, 2),
+        "wall_time_s": float(f"{wall_time:.6g}"),  # a tiny run can take under 5 ms
         "train_device": f"{device.platform}:{device.device_kind} x{jax.device_count()}"
                         + (f" ({jax.process_count()} processes)" if jax.process_count() > 1 else ""),
         "heldout_eval": final_eval,
