@@ -2,6 +2,7 @@
 
     l2o meta-train --family quadratic --steps 300 --out runs/q
     l2o meta-train --config run.json --set sigma=0.02 --set lopt_config.hidden_sizes=[16,16]
+    l2o meta-train --set 'family_overrides.activations=["tanh","relu"]'   # train-family options
     l2o meta-train --resume runs/q --steps 600          # continue a run (exactly)
     l2o meta-train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   # one per host
 

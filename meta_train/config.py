@@ -6,7 +6,9 @@
 Overrides are ``key=value`` strings; values are coerced to the field's type (ints, floats,
 booleans ``true/false``, ``none`` for optional fields, JSON for ``lopt_config``), and
 ``lopt_config.NAME=VALUE`` sets one entry of the optimizer's config (JSON value, or the
-raw string if it is not JSON).
+raw string if it is not JSON); ``family_overrides`` / ``family_overrides.NAME=VALUE`` do the
+same for the keyword overrides of the training task family, e.g.
+``family_overrides.activations=["tanh","relu"]``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _BOOL_FIELDS = ("stagger", "shard")
 _STR_FIELDS = ("family", "lopt", "strategy", "fitness_shaping", "meta_loss",
                "meta_loss_split", "out_dir")
 _OPTIONAL_STR_FIELDS = ("heldout_family", "coordinator")
+_DICT_FIELDS = ("lopt_config", "family_overrides")  # also settable one entry at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,11 @@ class MetaTrainConfig:
       family / heldout_family: task family names (``tasks.registry``). Meta-training uses
         the ``"train"`` split of ``family``; evaluation the ``"heldout"`` split of
         ``heldout_family`` (default: of ``family``).
+      family_overrides: keyword overrides of the training family
+        (``tasks.registry.get(family, **family_overrides)``, names from
+        ``tasks.registry.overrides(family)``), e.g. ``{"activations": ["tanh", "relu"]}``.
+        Stored in JSON form (tuples become lists); JSON lists are passed to the family as
+        tuples (`family_kwargs`). The held-out split is not overridden.
       lopt / lopt_config: learned optimizer name (``l2o.registry``) and its config.
       strategy: ``"pes"``, ``"tes"`` or ``"nres"``; sigma: perturbation std.
       outer_lr / outer_clip: Adam learning rate and global-norm gradient clip.
@@ -64,6 +72,7 @@ class MetaTrainConfig:
 
     family: str = "mlp-digits"
     heldout_family: str | None = None
+    family_overrides: dict = dataclasses.field(default_factory=dict)
     lopt: str = "mlp"
     lopt_config: dict = dataclasses.field(default_factory=dict)
     strategy: str = "pes"
@@ -115,6 +124,13 @@ class MetaTrainConfig:
                 errors.append(f"{name} must be a string or null, got {getattr(self, name)!r}")
         if not isinstance(self.lopt_config, dict):
             errors.append(f"lopt_config must be a dict, got {self.lopt_config!r}")
+        if not isinstance(self.family_overrides, dict):
+            errors.append(f"family_overrides must be a dict, got {self.family_overrides!r}")
+        else:
+            try:
+                object.__setattr__(self, "family_overrides", _json_form(self.family_overrides))
+            except TypeError as err:
+                errors.append(f"family_overrides must be JSON-serialisable: {err}")
         if errors:
             raise TypeError("invalid MetaTrainConfig: " + "; ".join(errors) + "." + _HOW_TO_FIX)
         for name in _POSITIVE_INTS:
@@ -163,6 +179,30 @@ class MetaTrainConfig:
         for name in (self.family, self.heldout_family):
             if name is not None and known is not None and name not in known:
                 raise ValueError(f"unknown task family {name!r}; valid: {known}.")
+        if families:
+            self.check_family_overrides()
+
+    def check_family_overrides(self) -> None:
+        """Raise `ValueError` if a ``family_overrides`` key is not an override of ``family``."""
+        if not self.family_overrides:
+            return
+        try:
+            from tasks import registry
+        except ImportError:
+            return
+        if self.family not in registry.names():
+            raise ValueError(f"unknown task family {self.family!r}; valid: {registry.names()}.")
+        valid = registry.overrides(self.family)
+        unknown = sorted(set(self.family_overrides) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"family_overrides has unknown key(s) {unknown} for task family "
+                f"{self.family!r}; valid: {sorted(valid)}.{_key_hints(unknown, valid)}"
+            )
+
+    def family_kwargs(self) -> dict:
+        """``family_overrides`` as keyword arguments of the family (JSON lists -> tuples)."""
+        return {key: _tuple_form(value) for key, value in self.family_overrides.items()}
 
     # ---------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:
@@ -203,22 +243,23 @@ class MetaTrainConfig:
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> "MetaTrainConfig":
         """A copy with ``key=value`` overrides applied (see module docstring)."""
         data = self.to_dict()
-        lopt_config = dict(data["lopt_config"])
+        nested = {name: dict(data[name]) for name in _DICT_FIELDS}
         valid = [f.name for f in dataclasses.fields(self)]
         for item in overrides:
             if not isinstance(item, str) or "=" not in item:
                 raise ValueError(f"override {item!r} is not of the form key=value.")
             key, raw = (part.strip() for part in item.split("=", 1))
-            if key.startswith("lopt_config."):
-                lopt_config[key.split(".", 1)[1]] = _parse_json_or_str(raw)
+            head, _, sub = key.partition(".")
+            if head in _DICT_FIELDS and sub:
+                nested[head][sub] = _parse_json_or_str(raw)
             elif key in valid:
                 data[key] = _coerce(key, raw)
-                if key == "lopt_config":
-                    lopt_config = dict(data["lopt_config"])
+                if key in _DICT_FIELDS:
+                    nested[key] = dict(data[key])
             else:
                 raise ValueError(f"unknown config key {key!r} in override {item!r}; valid: "
                                  f"{valid}.{_key_hints([key], valid)}")
-        data["lopt_config"] = lopt_config
+        data.update(nested)
         return type(self).from_dict(data)
 
 
@@ -281,9 +322,32 @@ def _coerce(key: str, raw: str) -> Any:
         raise ValueError(f"override {key}={raw!r}: expected true or false.")
     if key in _OPTIONAL_STR_FIELDS:
         return None if raw.lower() in ("none", "null", "") else raw
-    if key == "lopt_config":
+    if key in _DICT_FIELDS:
         value = _parse_json_or_str(raw)
         if not isinstance(value, dict):
-            raise ValueError(f"override lopt_config={raw!r}: expected a JSON object.")
+            raise ValueError(f"override {key}={raw!r}: expected a JSON object.")
         return value
     return raw
+
+
+def _json_form(value: Any) -> Any:
+    """``value`` with tuples turned into lists (recursively); TypeError if not JSON-able."""
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"key {key!r} is not a string")
+        return {key: _json_form(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_form(item) for item in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise TypeError(f"{value!r} ({type(value).__name__}) is not a JSON value")
+
+
+def _tuple_form(value: Any) -> Any:
+    """``value`` with lists turned into tuples (recursively), for dataclass family configs."""
+    if isinstance(value, list):
+        return tuple(_tuple_form(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _tuple_form(item) for key, item in value.items()}
+    return value

@@ -84,7 +84,9 @@ def build(
 
     ``family`` / ``heldout`` / ``lopt`` objects replace the ones the config names (for
     task families or optimizers that are not in the registries); ``config.family`` then
-    only labels the run.
+    only labels the run. The training family is ``tasks.registry.get(config.family,
+    **config.family_kwargs())``; the held-out one is the registered held-out split,
+    without ``config.family_overrides``.
     """
     import l2o
     from tasks import registry
@@ -93,7 +95,7 @@ def build(
     if lopt is None:
         lopt = l2o.registry.get(config.lopt, **config.lopt_config)
     if family is None:
-        family = registry.get(config.family)
+        family = build_family(config)
     if heldout is None:
         heldout = registry.get(config.heldout_family or config.family, split="heldout")
     system = LearnedOptimizerSystem(
@@ -110,6 +112,25 @@ def build(
         fitness_clip=low_high, nan_fitness=_bounds(config)[1], stagger=config.stagger,
     )
     return Components(lopt, family, heldout, system, estimator, theta_init)
+
+
+def build_family(config: MetaTrainConfig) -> Any:
+    """The ``"train"`` split of ``config.family`` with ``config.family_overrides``.
+
+    Raises:
+      ValueError: an override key the family does not accept, or a value it rejects
+        (the message names ``family_overrides``).
+    """
+    from tasks import registry
+
+    config.check_family_overrides()
+    try:
+        return registry.get(config.family, **config.family_kwargs())
+    except (TypeError, ValueError) as err:
+        if not config.family_overrides:
+            raise
+        raise ValueError(f"task family {config.family!r} rejected family_overrides "
+                         f"{config.family_overrides}: {err}") from err
 
 
 def make_runner(config: MetaTrainConfig, estimator: ESGradientEstimator) -> Any:
@@ -307,6 +328,7 @@ def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eva
     device = jax.devices()[0]
     return {
         "family": config.family,
+        "family_overrides": config.family_overrides,
         "heldout_family": config.heldout_family or f"{config.family} (heldout split)",
         "outer_steps": steps,
         "strategy": config.strategy,
