@@ -4,8 +4,9 @@ One step = forward + backward + optimizer update + apply, jitted with the traini
 donated, on random data (batch 128 by default) for two models: the MLP 784-1024-1024-10
 (1.86M parameters) and a small conv net (28x28x1, two convs + dense). Optimizers: Adam,
 Lion, Lookahead(Adam), the MLP and LSTM learned optimizers at fresh meta-parameters, and
-both guarded by Adam (`l2o.guard`; two extra forward passes per step on the next
-minibatch). Timing: `benchmarks.common.time_interleaved` (warm-up, rotated order, median
+both guarded by Adam with the paper's per-step rule (`l2o.guard`, ``shadow=False``: two
+extra forward passes per step on the next minibatch) and with the default shadow run
+(``shadowguarded_*``: one more forward + backward and a second Adam update). Timing: `benchmarks.common.time_interleaved` (warm-up, rotated order, median
 over repeats of blocks ending in ``block_until_ready``).
 
     python -m benchmarks.optimizer_step                    # CPU defaults, < 5 min on 2 cores
@@ -37,6 +38,7 @@ from l2o.guard import GuardedOptimizer
 
 OPTIMIZERS: tuple[str, ...] = (
     "adam", "lion", "lookahead", "mlp", "lstm", "guarded_mlp", "guarded_lstm",
+    "shadowguarded_mlp", "shadowguarded_lstm",
 )
 MODELS: tuple[str, ...] = ("mlp", "conv")
 # (optimizer, max ratio to Adam) per platform; "guard_*" bounds (guarded - plain) / Adam.
@@ -55,7 +57,8 @@ def make_transform(name: str, key: jax.Array) -> optax.GradientTransformationExt
     """The optimizer ``name`` (one of `OPTIMIZERS`) as an optax transform taking extra args.
 
     Learned optimizers use fresh meta-parameters from ``key`` (the step cost does not
-    depend on their values); guards use ``optax.adam(1e-3)`` as fallback.
+    depend on their values); guards use ``optax.adam(1e-3)`` as fallback, ``guarded_*``
+    without and ``shadowguarded_*`` with the shadow run.
     """
     if name == "adam":
         return baseline_optimizers.adam(1e-3)
@@ -64,12 +67,12 @@ def make_transform(name: str, key: jax.Array) -> optax.GradientTransformationExt
     if name == "lookahead":
         return baseline_optimizers.lookahead(baseline_optimizers.adam(1e-3))
     learned = {"mlp": l2o.MLPOptimizer, "lstm": l2o.LSTMOptimizer}
-    base = name.removeprefix("guarded_")
-    if base not in learned:
+    guard, _, base = name.rpartition("_") if "guarded_" in name else ("", "", name)
+    if base not in learned or guard not in ("", "guarded", "shadowguarded"):
         raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}.")
     lopt = learned[base]()
-    if name.startswith("guarded_"):
-        lopt = GuardedOptimizer(lopt, optax.adam(1e-3))
+    if guard:
+        lopt = GuardedOptimizer(lopt, optax.adam(1e-3), shadow=guard == "shadowguarded")
     return lopt.as_optax(lopt.init_meta_params(key), num_steps=1000)
 
 

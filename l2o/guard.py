@@ -34,6 +34,27 @@ of the steps on the digits MLP and ended 4-10% above Adam alone); compare on a l
 batch to reduce it. Other fallbacks (Adam, Lion) keep the per-step property "never worse
 than the fallback candidate on the comparison batch" but have no convergence theorem.
 
+Shadow trajectory (our addition, ``shadow=True``, the default). The rule above bounds
+each step against the fallback's step *from the same point*; it does not bound the whole
+run against the fallback run alone: a learned rule can win the one-step comparisons and
+still lead somewhere the fallback makes slow progress from (measured: the shipped
+``mlp-image`` rule on the held-out 64-64 ReLU digits MLP ended at 0.113 full-train loss
+with the per-step guard vs 0.046 for its Adam fallback alone). With ``shadow=True`` the
+guard also runs the fallback alone on its own copy of the parameters ``θ^S`` and resets
+to it when the guarded point falls behind::
+
+    (ℓ_S, g_S) = value_and_grad(L)(θ^S_t)           # the shadow's step, on the same batch
+    θ^S_{t+1} = θ^S_t + u_fallback(g_S)             # (fallback state of the shadow)
+    if L(θ_{t+1}) > ℓ_S:  θ_{t+1} = θ^S_{t+1}, fallback state = the shadow's
+
+so on the comparison batch the guarded point is never behind the fallback-alone run by
+more than one step (``ℓ_S`` is the shadow's loss *before* its step: the test is lenient
+by one step, and both losses are unbiased estimates, as the shadow's params never saw
+that batch). Cost: one extra gradient of ``value_fn`` per step and a second copy of the
+parameters and fallback state; ``value_fn`` must be differentiable. On the example
+above it ends at 0.026 (below Adam alone), and on the tasks the rule was trained for it
+changes nothing (no reset). ``shadow=False`` is the paper's rule alone.
+
 Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
 
     tx = loss_guarded(learned_tx, optax.sgd(0.1))
@@ -44,7 +65,7 @@ Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
             grads, state, params, value=loss,
             value_fn=lambda p: loss_fn(p, keys[t + 1]))
         params = optax.apply_updates(params, updates)
-    guard_stats(state)["learned_fraction"]
+    guard_stats(state)["learned_fraction"], guard_stats(state)["num_resets"]
 """
 
 from __future__ import annotations
@@ -68,9 +89,17 @@ class GuardState(NamedTuple):
       fallback_state: the fallback optimizer's state.
       num_learned: int32 scalar, steps on which the learned candidate was taken.
       num_fallback: int32 scalar, steps on which the fallback candidate was taken.
-      used_learned: bool scalar, whether the last step took the learned candidate.
+      used_learned: bool scalar, whether the last step's comparison chose the learned
+        candidate (even if a reset to the shadow then replaced it).
       learned_loss: float32 scalar, ``value_fn(θ_L)`` at the last step (inf before any).
       fallback_loss: float32 scalar, ``value_fn(θ_F)`` at the last step (inf before any).
+      shadow_params: the fallback-alone parameters ``θ^S`` (None without a shadow).
+      shadow_state: the fallback's state along the shadow run (None without a shadow).
+      num_resets: int32 scalar, steps that ended with a reset to the shadow (these count
+        neither as learned nor as fallback steps).
+      shadow_loss: float32 scalar, ``value_fn(θ^S)`` before the shadow's last step (inf
+        before any, or without a shadow).
+      reset: bool scalar, whether the last step reset to the shadow.
     """
 
     learned_state: Any
@@ -80,13 +109,27 @@ class GuardState(NamedTuple):
     used_learned: jax.Array
     learned_loss: jax.Array
     fallback_loss: jax.Array
+    shadow_params: Any = None
+    shadow_state: Any = None
+    num_resets: jax.Array | int = 0
+    shadow_loss: jax.Array | float = float("inf")
+    reset: jax.Array | bool = False
 
 
-def init_guard_state(learned_state: Any, fallback_state: Any) -> GuardState:
-    """A `GuardState` around two fresh inner states, counters at zero."""
+def init_guard_state(
+    learned_state: Any, fallback_state: Any, shadow_params: Params | None = None
+) -> GuardState:
+    """A `GuardState` around two fresh inner states, counters at zero.
+
+    With ``shadow_params`` (the initial params) the shadow run starts there, from a copy
+    of ``fallback_state``; without, the guard has no shadow.
+    """
     inf = jnp.asarray(jnp.inf, jnp.float32)
     zero = jnp.zeros((), jnp.int32)
-    return GuardState(learned_state, fallback_state, zero, zero, jnp.asarray(False), inf, inf)
+    no = jnp.asarray(False)
+    shadow_state = None if shadow_params is None else fallback_state
+    return GuardState(learned_state, fallback_state, zero, zero, no, inf, inf,
+                      shadow_params, shadow_state, zero, inf, no)
 
 
 def _check_value_fn(value_fn: Any, caller: str) -> None:
@@ -126,8 +169,9 @@ def guarded_update(
     state: GuardState,
     params: Params,
     value_fn: Callable[[Params], jax.Array],
+    shadow_update: UpdateFn | None = None,
 ) -> tuple[Params, GuardState]:
-    """One LGL2O step, shared by `loss_guarded` and `GuardedOptimizer`.
+    """One LGL2O step (plus the shadow check), shared by `loss_guarded` and `GuardedOptimizer`.
 
     Args:
       learned_update, fallback_update: ``(grads, inner_state, params) -> (updates,
@@ -136,12 +180,15 @@ def guarded_update(
       state: a `GuardState`.
       params: the current point ``θ_t``.
       value_fn: ``params -> scalar`` loss on the comparison (next) minibatch.
+      shadow_update: ``(grads, state, params, value) -> (updates, state)``, the fallback's
+        update for the shadow run; required when ``state.shadow_params`` is not None.
 
     Returns:
       ``(updates, state)``: ``updates = u_L`` if the learned candidate wins, else
-      ``u_F`` (pytree like ``params``, in its dtypes, non-finite entries set to 0); both
-      inner states advanced, counters and last losses recorded. Jittable and vmappable
-      (the choice is a ``jnp.where``, no Python branching on values).
+      ``u_F``, or ``θ^S_{t+1} - θ_t`` on a reset to the shadow (pytree like ``params``,
+      in its dtypes, non-finite entries set to 0); inner states advanced, counters and
+      last losses recorded. Jittable and vmappable (choices are ``jnp.where``, no Python
+      branching on values).
     """
     learned_updates, learned_state = learned_update(grads, state.learned_state, params)
     fallback_updates, fallback_state = fallback_update(grads, state.fallback_state, params)
@@ -156,15 +203,41 @@ def guarded_update(
         return jnp.nan_to_num(chosen, nan=0.0, posinf=0.0, neginf=0.0).astype(p.dtype)
 
     updates = jax.tree.map(select, params, learned_updates, fallback_updates)
-    taken = use_learned.astype(jnp.int32)
+    chosen_loss = jnp.where(use_learned, learned_loss, fallback_loss)
+    reset = jnp.asarray(False)
+    shadow_params, shadow_state, shadow_loss = None, None, state.shadow_loss
+    if state.shadow_params is not None:
+        if shadow_update is None:
+            raise ValueError("guarded_update: a guard with a shadow run needs shadow_update.")
+        shadow_loss, shadow_grads = jax.value_and_grad(
+            lambda p: _scalar_loss(value_fn, p))(state.shadow_params)
+        shadow_updates, shadow_state = shadow_update(
+            shadow_grads, state.shadow_state, state.shadow_params, shadow_loss)
+        shadow_params = optax.apply_updates(state.shadow_params, shadow_updates)
+        shadow_ok = _all_finite(shadow_params)
+        # Behind the shadow (or non-finite while the shadow is fine): jump to it.
+        reset = shadow_ok & jnp.isfinite(shadow_loss) & ~(chosen_loss <= shadow_loss)
+
+        def jump(p, u, target):
+            return jnp.where(reset, (target - p).astype(p.dtype), u)
+
+        updates = jax.tree.map(jump, params, updates, shadow_params)
+        fallback_state = jax.tree.map(
+            lambda shadow, own: jnp.where(reset, shadow, own), shadow_state, fallback_state)
+    taken = (use_learned & ~reset).astype(jnp.int32)
     new_state = GuardState(
         learned_state=learned_state,
         fallback_state=fallback_state,
         num_learned=state.num_learned + taken,
-        num_fallback=state.num_fallback + 1 - taken,
+        num_fallback=state.num_fallback + (~use_learned & ~reset).astype(jnp.int32),
         used_learned=use_learned,
         learned_loss=learned_loss,
         fallback_loss=fallback_loss,
+        shadow_params=shadow_params,
+        shadow_state=shadow_state,
+        num_resets=state.num_resets + reset.astype(jnp.int32),
+        shadow_loss=jnp.asarray(shadow_loss, jnp.float32),
+        reset=reset,
     )
     return updates, new_state
 
@@ -181,6 +254,8 @@ def _check_transform(tx: Any, role: str) -> None:
 def loss_guarded(
     learned: optax.GradientTransformationExtraArgs,
     fallback: optax.GradientTransformation = optax.adam(1e-3),
+    *,
+    shadow: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """Guard ``learned`` with ``fallback``: each step take the candidate of lower loss.
 
@@ -189,6 +264,9 @@ def loss_guarded(
       fallback: any optax transform (``optax.sgd(lr)`` for the convergence guarantee of
         the module doc; Adam, Lion, ... also work). Plain transforms are wrapped with
         ``optax.with_extra_args_support``.
+      shadow: also run ``fallback`` alone and reset to it when the guarded point falls
+        behind (module doc; one extra gradient of ``value_fn`` per step). ``False``: the
+        paper's per-step rule only.
 
     Returns:
       A transform with ``init(params) -> GuardState`` and ``update(grads, state, params,
@@ -203,7 +281,8 @@ def loss_guarded(
     fallback = optax.with_extra_args_support(fallback)
 
     def init_fn(params):
-        return init_guard_state(learned.init(params), fallback.init(params))
+        return init_guard_state(
+            learned.init(params), fallback.init(params), params if shadow else None)
 
     def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra):
         _check_value_fn(value_fn, "loss_guarded update")
@@ -222,7 +301,11 @@ def loss_guarded(
         def fallback_update(g, s, p):
             return fallback.update(g, s, p, **kwargs)
 
-        return guarded_update(learned_update, fallback_update, updates, state, params, value_fn)
+        def shadow_update(g, s, p, shadow_value):
+            return fallback.update(g, s, p, **dict(kwargs, value=shadow_value))
+
+        return guarded_update(
+            learned_update, fallback_update, updates, state, params, value_fn, shadow_update)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -238,10 +321,13 @@ class GuardedOptimizer:
     Attributes:
       learned: the guarded learned optimizer (e.g. ``l2o.MLPOptimizer()``).
       fallback: optax transform taking over when it predicts a lower loss.
+      shadow: run the fallback alone beside the guarded run and reset to it when the
+        guarded point falls behind (module doc of `l2o.guard`).
     """
 
     learned: Any
     fallback: optax.GradientTransformation = optax.adam(1e-3)
+    shadow: bool = True
 
     needs_value_fn: ClassVar[bool] = True
 
@@ -273,7 +359,7 @@ class GuardedOptimizer:
         """`GuardState` with the learned state for ``num_steps`` and a fresh fallback state."""
         learned_state = self.learned.init(theta, params, num_steps)
         fallback_state = optax.with_extra_args_support(self.fallback).init(params)
-        return init_guard_state(learned_state, fallback_state)
+        return init_guard_state(learned_state, fallback_state, params if self.shadow else None)
 
     def update(
         self,
@@ -299,11 +385,16 @@ class GuardedOptimizer:
         def fallback_update(g, s, p):
             return fallback.update(g, s, p, value=loss)
 
-        return guarded_update(learned_update, fallback_update, grads, state, params, value_fn)
+        def shadow_update(g, s, p, shadow_value):
+            return fallback.update(g, s, p, value=shadow_value)
+
+        return guarded_update(
+            learned_update, fallback_update, grads, state, params, value_fn, shadow_update)
 
     def as_optax(self, theta: Any, num_steps: int = 1000) -> optax.GradientTransformationExtraArgs:
-        """``loss_guarded(learned.as_optax(theta, num_steps), fallback)``."""
-        return loss_guarded(self.learned.as_optax(theta, num_steps), self.fallback)
+        """``loss_guarded(learned.as_optax(theta, num_steps), fallback, shadow=shadow)``."""
+        return loss_guarded(
+            self.learned.as_optax(theta, num_steps), self.fallback, shadow=self.shadow)
 
 
 def _find_guard_state(state: Any) -> GuardState:
@@ -323,22 +414,28 @@ def _find_guard_state(state: Any) -> GuardState:
 def guard_stats(state: Any) -> dict[str, jax.Array]:
     """How often each branch was taken, from a `GuardState` (or a state containing one).
 
-    Returns ``num_learned``, ``num_fallback``, ``num_steps`` (int32),
-    ``learned_fraction = num_learned / max(num_steps, 1)`` (float32), ``used_learned``
-    (last step) and ``chosen_loss`` (the comparison loss of the candidate taken last,
-    i.e. the next step's minibatch loss; inf before any step). Works inside ``jit``
+    Returns ``num_learned``, ``num_fallback``, ``num_resets`` (to the shadow run) and
+    ``num_steps`` (their sum) (int32), ``learned_fraction = num_learned / max(num_steps,
+    1)`` and ``reset_fraction`` (float32), ``used_learned`` (last comparison) and
+    ``chosen_loss`` (the comparison loss of the candidate taken last, i.e. the next
+    step's minibatch loss, or the shadow's loss before its step after a reset; inf
+    before any step). Works inside ``jit``
     and on batched states (every entry then has the batch shape); use
     ``jax.device_get`` for a report.
     """
     state = _find_guard_state(state)
-    num_steps = state.num_learned + state.num_fallback
-    fraction = state.num_learned / jnp.maximum(num_steps, 1)
+    num_resets = jnp.asarray(state.num_resets, jnp.int32)
+    num_steps = state.num_learned + state.num_fallback + num_resets
+    denominator = jnp.maximum(num_steps, 1)
     chosen = jnp.where(state.used_learned, state.learned_loss, state.fallback_loss)
+    chosen = jnp.where(state.reset, state.shadow_loss, chosen)
     return {
         "num_learned": state.num_learned,
         "num_fallback": state.num_fallback,
+        "num_resets": num_resets,
         "num_steps": num_steps,
-        "learned_fraction": fraction.astype(jnp.float32),
+        "learned_fraction": (state.num_learned / denominator).astype(jnp.float32),
+        "reset_fraction": (num_resets / denominator).astype(jnp.float32),
         "used_learned": state.used_learned,
         "chosen_loss": chosen,
     }
