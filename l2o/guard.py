@@ -30,18 +30,18 @@ stochastic setting: the comparison uses one minibatch, not the expected loss, an
 minibatch is also the next gradient's; the bound is on that minibatch loss (the training
 loss the loop sees), which is biased low relative to the population loss at ``θ_{t+1}``.
 The same noise lets a harmful rule win some comparisons (a gradient-ascent rule took 4-9%
-of the steps on the digits MLP and ended 4-10% above Adam alone); compare on a larger
-batch to reduce it. Other fallbacks (Adam, Lion) keep the per-step property "never worse
+of the steps on the digits MLP; over 16 seeds it ended 6.5% above Adam alone on average
+with this rule only, 1.3% (median 0.8%) with the shadow run below). Other fallbacks (Adam, Lion) keep the per-step property "never worse
 than the fallback candidate on the comparison batch" but have no convergence theorem.
 
 Shadow trajectory (our addition, ``shadow=True``, the default). The rule above bounds
 each step against the fallback's step *from the same point*; it does not bound the whole
 run against the fallback run alone: a learned rule can win the one-step comparisons and
 still lead somewhere the fallback makes slow progress from (measured: the shipped
-``mlp-image`` rule on the held-out 64-64 ReLU digits MLP ended at 0.113 full-train loss
-with the per-step guard vs 0.046 for its Adam fallback alone). With ``shadow=True`` the
-guard also runs the fallback alone on its own copy of the parameters ``θ^S`` and resets
-to it when the guarded point falls behind::
+``mlp-image`` rule on the held-out 64-64 ReLU digits MLP, 16 seeds, 200 steps, Adam
+lr 0.0316 as fallback: mean full-train loss 0.126 with the per-step guard vs 0.046 for
+the fallback alone). With ``shadow=True`` the guard also runs the fallback alone on its
+own copy of the parameters ``θ^S`` and resets to it when the guarded point falls behind::
 
     (ℓ_S, g_S) = value_and_grad(L)(θ^S_t)           # the shadow's step, on the same batch
     θ^S_{t+1} = θ^S_t + u_fallback(g_S)             # (fallback state of the shadow)
@@ -52,8 +52,9 @@ more than one step (``ℓ_S`` is the shadow's loss *before* its step: the test i
 by one step, and both losses are unbiased estimates, as the shadow's params never saw
 that batch). Cost: one extra gradient of ``value_fn`` per step and a second copy of the
 parameters and fallback state; ``value_fn`` must be differentiable. On the example
-above it ends at 0.026 (below Adam alone), and on the tasks the rule was trained for it
-changes nothing (no reset). ``shadow=False`` is the paper's rule alone.
+above it ends at 0.026 (below Adam alone; 54 resets in 200 steps), and on the rule's
+training family (16 seeds, Adam lr 0.01) it ends where the per-step guard does (0.0003
+vs Adam's 0.021, no reset). ``shadow=False`` is the paper's rule alone.
 
 Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
 
