@@ -31,8 +31,9 @@ minibatch is also the next gradient's; the bound is on that minibatch loss (the 
 loss the loop sees), which is biased low relative to the population loss at ``θ_{t+1}``.
 The same noise lets a harmful rule win some comparisons (a gradient-ascent rule took 4-9%
 of the steps on the digits MLP; over 16 seeds it ended 6.5% above Adam alone on average
-with this rule only, 1.3% (median 0.8%) with the shadow run below). Other fallbacks (Adam, Lion) keep the per-step property "never worse
-than the fallback candidate on the comparison batch" but have no convergence theorem.
+with this rule only, 1.3% (median 0.8%) with the shadow run below). Other fallbacks
+(Adam, Lion) keep the per-step property "never worse than the fallback candidate on the
+comparison batch" but have no convergence theorem.
 
 Shadow trajectory (our addition, ``shadow=True``, the default). The rule above bounds
 each step against the fallback's step *from the same point*; it does not bound the whole
