@@ -207,11 +207,14 @@ def add_output_args(parser) -> None:
     parser.add_argument("--no-save", action="store_true", help="print only, write no file")
 
 
-def save_section(args, section_name: str, section: dict) -> None:
-    """Merge ``section`` into the device's results file unless ``--no-save``; print the path."""
+def save_section(args, section_name: str, section: dict, info: dict | None = None) -> None:
+    """Merge ``section`` into the device's results file unless ``--no-save``; print the path.
+
+    ``info`` describes the device the numbers come from (default: `device_info` here).
+    """
     if args.no_save:
         return
-    info = device_info()
+    info = device_info() if info is None else info
     path = results_path(args.out, info)
     merge_results(path, section_name, section, info)
     print(f"\nwrote {path}")

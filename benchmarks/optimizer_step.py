@@ -6,8 +6,9 @@ donated, on random data (batch 128 by default) for two models: the MLP 784-1024-
 Lion, Lookahead(Adam), the MLP and LSTM learned optimizers at fresh meta-parameters, and
 both guarded by Adam with the paper's per-step rule (`l2o.guard`, ``shadow=False``: two
 extra forward passes per step on the next minibatch) and with the default shadow run
-(``shadowguarded_*``: one more forward + backward and a second Adam update). Timing: `benchmarks.common.time_interleaved` (warm-up, rotated order, median
-over repeats of blocks ending in ``block_until_ready``).
+(``shadowguarded_*``: one more forward + backward and a second Adam update). Timing:
+`benchmarks.common.time_interleaved` (warm-up, rotated order, median over repeats of
+blocks ending in ``block_until_ready``).
 
     python -m benchmarks.optimizer_step                    # CPU defaults, < 5 min on 2 cores
     python -m benchmarks.optimizer_step --repeats 9 --block-seconds 0.3     # accelerator

@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     """Command-line flags of this benchmark."""
+    from benchmarks import common
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--devices", default="1,2,4", help="device counts (default 1,2,4)")
     p.add_argument("--population", type=int, default=64, help="particles per outer step")
@@ -159,8 +161,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iters", type=int, default=100)
     p.add_argument("--timeout", type=int, default=900, help="seconds per device count")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--out", default=None, help="results JSON (default results/DEVICE.json)")
-    p.add_argument("--no-save", action="store_true", help="print only, write no file")
+    common.add_output_args(p)
     return p
 
 
@@ -174,11 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from benchmarks import common
 
     section = run(args)
-    info = section.pop("device_info")
-    if not args.no_save:
-        path = common.results_path(args.out, info)
-        common.merge_results(path, "sharding", section, info)
-        print(f"\nwrote {path}")
+    common.save_section(args, "sharding", section, info=section.pop("device_info"))
     return section
 
 

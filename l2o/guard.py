@@ -171,19 +171,18 @@ def guarded_update(
     state: GuardState,
     params: Params,
     value_fn: Callable[[Params], jax.Array],
-    shadow_update: UpdateFn | None = None,
 ) -> tuple[Params, GuardState]:
     """One LGL2O step (plus the shadow check), shared by `loss_guarded` and `GuardedOptimizer`.
 
     Args:
       learned_update, fallback_update: ``(grads, inner_state, params) -> (updates,
-        inner_state)`` for each optimizer (extra arguments already bound).
+        inner_state)`` for each optimizer (extra arguments already bound);
+        ``fallback_update`` also takes an optional fourth argument, the loss at the point
+        it is called at (the shadow run's), replacing the bound current loss.
       grads: gradient at ``params`` (pytree like ``params``).
       state: a `GuardState`.
       params: the current point ``θ_t``.
       value_fn: ``params -> scalar`` loss on the comparison (next) minibatch.
-      shadow_update: ``(grads, state, params, value) -> (updates, state)``, the fallback's
-        update for the shadow run; required when ``state.shadow_params`` is not None.
 
     Returns:
       ``(updates, state)``: ``updates = u_L`` if the learned candidate wins, else
@@ -209,11 +208,9 @@ def guarded_update(
     reset = jnp.asarray(False)
     shadow_params, shadow_state, shadow_loss = None, None, state.shadow_loss
     if state.shadow_params is not None:
-        if shadow_update is None:
-            raise ValueError("guarded_update: a guard with a shadow run needs shadow_update.")
         shadow_loss, shadow_grads = jax.value_and_grad(
             lambda p: _scalar_loss(value_fn, p))(state.shadow_params)
-        shadow_updates, shadow_state = shadow_update(
+        shadow_updates, shadow_state = fallback_update(
             shadow_grads, state.shadow_state, state.shadow_params, shadow_loss)
         shadow_params = optax.apply_updates(state.shadow_params, shadow_updates)
         shadow_ok = _all_finite(shadow_params)
@@ -300,14 +297,11 @@ def loss_guarded(
         def learned_update(g, s, p):
             return learned.update(g, s, p, **kwargs)
 
-        def fallback_update(g, s, p):
-            return fallback.update(g, s, p, **kwargs)
+        def fallback_update(g, s, p, at_value=None):
+            return fallback.update(
+                g, s, p, **(kwargs if at_value is None else dict(kwargs, value=at_value)))
 
-        def shadow_update(g, s, p, shadow_value):
-            return fallback.update(g, s, p, **dict(kwargs, value=shadow_value))
-
-        return guarded_update(
-            learned_update, fallback_update, updates, state, params, value_fn, shadow_update)
+        return guarded_update(learned_update, fallback_update, updates, state, params, value_fn)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -384,14 +378,10 @@ class GuardedOptimizer:
         def learned_update(g, s, p):
             return self.learned.update(theta, g, s, p, loss)
 
-        def fallback_update(g, s, p):
-            return fallback.update(g, s, p, value=loss)
+        def fallback_update(g, s, p, at_value=None):
+            return fallback.update(g, s, p, value=loss if at_value is None else at_value)
 
-        def shadow_update(g, s, p, shadow_value):
-            return fallback.update(g, s, p, value=shadow_value)
-
-        return guarded_update(
-            learned_update, fallback_update, grads, state, params, value_fn, shadow_update)
+        return guarded_update(learned_update, fallback_update, grads, state, params, value_fn)
 
     def as_optax(self, theta: Any, num_steps: int = 1000) -> optax.GradientTransformationExtraArgs:
         """``loss_guarded(learned.as_optax(theta, num_steps), fallback, shadow=shadow)``."""
