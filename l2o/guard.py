@@ -68,7 +68,9 @@ architecture Adam alone 0.027 / 0.047, shadow guard 0.025 / 0.028 with ``smoothi
 family Adam 0.0033 / 0.0037, learned rule alone 0.00013 / 0.00014, guard 0.00051 / 0.0012
 with ``smoothing=0`` (9-11 resets) and 0.00029 / 0.00047 with 0.5 (1.3-1.4 resets).
 ``smoothing=0.9`` ended above Adam alone on the held-out architecture (0.032 vs 0.027).
-``shadow=False`` is the paper's rule alone.
+In the comparison harness (``docs/results``) every guarded shipped optimizer ends, in mean
+final loss, at or below its tuned-Adam fallback on all out-of-distribution families
+measured. ``shadow=False`` is the paper's rule alone.
 
 Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
 
@@ -86,6 +88,7 @@ Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, Callable, ClassVar, NamedTuple
 
 import jax
@@ -267,7 +270,7 @@ def guarded_update(
 
 
 def _check_smoothing(smoothing: Any) -> None:
-    if not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing < 1.0:
+    if not isinstance(smoothing, numbers.Real) or not 0.0 <= smoothing < 1.0:
         raise ValueError(
             f"smoothing must be a float in [0, 1) (decay of the running loss gap; 0 resets "
             f"on every step the guarded run is behind), got {smoothing!r}."
