@@ -30,8 +30,9 @@ OUT_OF_DISTRIBUTION = {
     "mlp-digits": [("mlp-digits", "heldout"), ("conv-digits", "train"), ("rosenbrock", "train")],
     "quadratic": [("quadratic", "heldout"), ("rosenbrock", "train")],
 }
-# Smaller batches where a full one is too slow on CPU: vmapped convolutions cost several
-# times a dense layer of the same size there, and tuning runs every grid point at once.
+# Caps on the batches where a full one is too slow on CPU: vmapped convolutions cost
+# several times a dense layer of the same size there, and tuning runs every grid point
+# at once (a 320-run conv tuning batch took over 17 minutes on 2 cores).
 BUDGET = {"conv-digits": {"num_tasks": 4, "tune_tasks": 2, "tune_seeds": 2}}
 COLUMNS = ("final_loss", "speedup_median", "win_rate", "divergences")
 
@@ -50,7 +51,10 @@ def run_one(names: list[str], family_name: str, split: str, steps: int, out: Pat
 
     train = registry.get(family_name)
     heldout = registry.get(family_name, split=split) if split != "train" else train
-    budget = {"num_seeds": args.seeds, "num_tasks": args.tasks} | BUDGET.get(family_name, {})
+    caps = BUDGET.get(family_name, {})
+    budget = {k: min(v, caps.get(k, v)) for k, v in (
+        ("num_seeds", args.seeds), ("num_tasks", args.tasks),
+        ("tune_seeds", args.seeds), ("tune_tasks", args.tasks))}
     results = compare(
         {"lion": "lion", "lookahead": "lookahead", **{name: factory(name) for name in names}},
         train, steps=steps, guard=True, heldout_family=heldout,

@@ -76,3 +76,25 @@ def test_one_real_comparison_writes_its_report(tmp_path):
     rows = json.loads((tmp_path / "quadratic" / "summary.json").read_text())[0]["rows"]
     assert set(rows) == {"adam", "lion", "lookahead", "mlp-quadratic", "mlp-quadratic+guard"}
     assert all(r["num_runs"] == 2 for r in rows.values())
+
+
+@pytest.mark.parametrize("tasks, expected", [
+    (8, {"num_seeds": 5, "num_tasks": 4, "tune_seeds": 2, "tune_tasks": 2}),
+    (1, {"num_seeds": 5, "num_tasks": 1, "tune_seeds": 2, "tune_tasks": 1}),
+])
+def test_conv_budget_is_capped_never_raised(tmp_path, monkeypatch, tasks, expected):
+    import baselines.compare
+    import baselines.report
+
+    script = load_script()
+    seen = {}
+
+    def fake_compare(optimizers, family, steps, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(baselines.compare, "compare", fake_compare)
+    args = script.argparse.Namespace(seeds=5, tasks=tasks, seed=7)
+    with pytest.raises(RuntimeError, match="stop"):
+        script.run_one(["mlp-image"], "conv-digits", "train", 200, tmp_path, args)
+    assert {k: seen[k] for k in expected} == expected
