@@ -99,14 +99,22 @@ def test_shadow_of_a_rule_that_never_wins_is_the_fallback_run(setting):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_smoothing_is_validated_and_reaches_the_optax_form():
+def test_smoothing_is_validated_and_reaches_the_optax_form(monkeypatch):
     for bad in (-0.1, 1.0, "0.5"):
         with pytest.raises(ValueError, match=r"smoothing must be a float in \[0, 1\)"):
             loss_guarded(optax.sgd(0.1), optax.sgd(0.1), smoothing=bad)
         with pytest.raises(ValueError, match="smoothing"):
             GuardedOptimizer(l2o.MLPOptimizer(), smoothing=bad)
-    guarded = GuardedOptimizer(l2o.MLPOptimizer(), optax.sgd(0.5, momentum=0.25), smoothing=0.0)
-    assert guarded.as_optax(guarded.init_meta_params(jax.random.key(0))) is not None
+    seen = {}
+
+    def spy(learned, fallback, **kwargs):
+        seen.update(kwargs)
+        return loss_guarded(learned, fallback, **kwargs)
+
+    monkeypatch.setattr(l2o.guard, "loss_guarded", spy)
+    guarded = GuardedOptimizer(l2o.MLPOptimizer(), optax.sgd(0.5), shadow=True, smoothing=0.25)
+    guarded.as_optax(guarded.init_meta_params(jax.random.key(0)))
+    assert seen == {"shadow": True, "smoothing": 0.25}
 
 
 def shipped_mlp_image_on(split, smoothing_values):
