@@ -68,7 +68,7 @@ def make_transform(name: str, key: jax.Array) -> optax.GradientTransformationExt
     if name == "lookahead":
         return baseline_optimizers.lookahead(baseline_optimizers.adam(1e-3))
     learned = {"mlp": l2o.MLPOptimizer, "lstm": l2o.LSTMOptimizer}
-    guard, _, base = name.rpartition("_") if "guarded_" in name else ("", "", name)
+    guard, _, base = name.rpartition("_")  # "mlp" -> ("", "", "mlp")
     if base not in learned or guard not in ("", "guarded", "shadowguarded"):
         raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}.")
     lopt = learned[base]()
