@@ -48,6 +48,16 @@ def apply_activation(names: Sequence[str], index: jax.Array, x: jax.Array) -> ja
     return jax.lax.switch(index, [ACTIVATIONS[n] for n in names], x)
 
 
+def check_activations(names: str | Sequence[str]) -> tuple[str, ...]:
+    """Validate activation names (one name or a non-empty sequence of ``ACTIVATIONS`` keys)."""
+    activations = (names,) if isinstance(names, str) else tuple(names)
+    unknown = [a for a in activations if a not in ACTIVATIONS]
+    if not activations or unknown:
+        raise ValueError(
+            f"activations must be a non-empty sequence of {sorted(ACTIVATIONS)}, got {names!r}.")
+    return activations
+
+
 class DeviceData(NamedTuple):
     """A dataset on device: uint8 ``(N, H, W, C)`` images, int32 ``(N,)`` labels per split."""
 
@@ -131,17 +141,10 @@ class ClassifierConfig:
 
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}.")
-        activations = (self.activations,) if isinstance(self.activations, str) else self.activations
-        activations = tuple(activations)
-        unknown = [a for a in activations if a not in ACTIVATIONS]
-        if not activations or unknown:
-            raise ValueError(
-                f"activations must be a non-empty sequence of {sorted(ACTIVATIONS)}, "
-                f"got {self.activations!r}.")
         if not float(self.l2) >= 0:
             raise ValueError(f"l2 must be >= 0, got {self.l2!r}.")
         set_fields(
-            self, activations=activations, l2=float(self.l2),
+            self, activations=check_activations(self.activations), l2=float(self.l2),
             batch_size=check_positive_int("batch_size", self.batch_size),
             eval_batch_size=check_positive_int("eval_batch_size", self.eval_batch_size),
             init_scale_range=check_range("init_scale_range", self.init_scale_range, positive=True),
