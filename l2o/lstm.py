@@ -14,7 +14,7 @@ All N coordinates (every leaf, concatenated) run as one batch, so each layer is 
 With ``use_loss=True`` a global input u = clip(log(loss), -25, 25) / 10 (the same for
 every coordinate) is added; its contribution W^u u is folded into the first layer's bias.
 Because |h| < 1 the update is bounded by output_scale * (|w_out|_1 + |b_out|). On CPU the
-rows run in blocks of ``chunk_size`` (see `l2o.features.map_rows`), so the (rows, 4H) gate
+rows run in blocks of ``chunk_size`` (see `l2o.flat.map_rows`), so the (rows, 4H) gate
 activations stay in cache; state is stored coordinate-major, (N, L, H).
 """
 
@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from l2o import features as F
+from l2o import flat
 from l2o.mlp import check_update_inputs
 from l2o.optax_adapter import as_optax
 
@@ -145,7 +146,7 @@ class LSTMOptimizer:
         del theta
         if isinstance(num_steps, (int, float)) and num_steps < 1:
             raise ValueError(f"num_steps must be >= 1; got {num_steps}.")
-        n = F.tree_layout(params).num_coordinates
+        n = flat.tree_layout(params).num_coordinates
         zeros = jnp.zeros((n, self.num_layers, self.hidden_size), jnp.float32)
         return LSTMOptState(
             step=jnp.zeros((), jnp.int32),
@@ -163,9 +164,9 @@ class LSTMOptimizer:
         ``params`` only fixes the output structure/dtypes; ``loss`` is read only when
         ``use_loss`` is set.
         """
-        layout = F.tree_layout(params)
+        layout = flat.tree_layout(params)
         check_update_inputs(self.name, grads, layout, state.hidden.shape[0])
-        g = F.sanitize(F.flatten(grads), F.GRAD_LIMIT)
+        g = F.sanitize(flat.flatten(grads), F.GRAD_LIMIT)
         x = F.lstm_preprocess(g, self.preprocess_p)
         momentum = state.momentum
         if self.momentum_decay is not None:
@@ -197,9 +198,9 @@ class LSTMOptimizer:
             out = self.output_scale * (x @ theta["output"]["w"] + theta["output"]["b"])
             return jnp.nan_to_num(out), jnp.stack(new_hidden, 1), jnp.stack(new_cell, 1)
 
-        chunk_size = F.resolve_chunk_size(self.chunk_size)
-        out, hidden, cell = F.map_rows(rows, x, state.hidden, state.cell, chunk_size=chunk_size)
-        updates = F.unflatten(out, layout)
+        chunk_size = flat.resolve_chunk_size(self.chunk_size)
+        out, hidden, cell = flat.map_rows(rows, x, state.hidden, state.cell, chunk_size=chunk_size)
+        updates = flat.unflatten(out, layout)
         new_state = LSTMOptState(state.step + 1, state.num_steps, hidden, cell, momentum)
         return updates, new_state
 

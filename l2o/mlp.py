@@ -25,7 +25,7 @@ its bias (one (S,) x (S, H) product per step, not N of them).
 Cost: per-leaf feature statistics come from reductions over each leaf (momenta
 recomputed inside them); the features themselves, the accumulator updates, the MLP and
 the output heads run block by block over ``chunk_size`` coordinates (default 16384 on
-CPU, see `l2o.features.map_rows`), so the normalised (N, F) features and (N, 32)
+CPU, see `l2o.flat.map_rows`), so the normalised (N, F) features and (N, 32)
 activations never reach memory. Inside a block the MLP runs feature-major, W^T x with
 the coordinate axis last (~2x faster CPU matmuls than x W; same sums). On accelerators
 (``chunk_size=None``) it runs in one pass.
@@ -43,6 +43,7 @@ import numpy as np
 from flax import struct
 
 from l2o import features as F
+from l2o import flat
 from l2o.optax_adapter import as_optax
 
 FEATURE_LIMIT = 100.0  # clip of normalised features
@@ -67,7 +68,7 @@ class MLPOptState:
     second_moment: jax.Array
 
 
-def check_update_inputs(name: str, grads: Any, layout: F.TreeLayout, state_rows: int) -> None:
+def check_update_inputs(name: str, grads: Any, layout: flat.TreeLayout, state_rows: int) -> None:
     """Raise ``ValueError`` unless ``grads`` and a state of ``state_rows`` coordinates fit params.
 
     Compares static shapes only (``layout`` is ``tree_layout(params)``), so it costs nothing
@@ -193,7 +194,7 @@ class MLPOptimizer:
         del theta
         if isinstance(num_steps, (int, float)) and num_steps < 1:
             raise ValueError(f"num_steps must be >= 1; got {num_steps}.")
-        n = F.tree_layout(params).num_coordinates
+        n = flat.tree_layout(params).num_coordinates
         return MLPOptState(
             step=jnp.zeros((), jnp.int32),
             num_steps=jnp.asarray(num_steps, jnp.int32),
@@ -206,10 +207,10 @@ class MLPOptimizer:
     ) -> tuple[Any, MLPOptState]:
         """One step (see module doc); ``loss`` is unused. Updates come in params' dtypes."""
         del loss
-        layout = F.tree_layout(params)
+        layout = flat.tree_layout(params)
         check_update_inputs(self.name, grads, layout, state.momenta.shape[0])
-        g = F.sanitize(F.flatten(grads), F.GRAD_LIMIT)
-        p = F.sanitize(F.flatten(params), F.GRAD_LIMIT)
+        g = F.sanitize(flat.flatten(grads), F.GRAD_LIMIT)
+        p = F.sanitize(flat.flatten(params), F.GRAD_LIMIT)
         decays = jnp.asarray(self.momentum_decays, jnp.float32)
         beta2 = self.second_moment_decay
         step = state.step + 1
@@ -234,7 +235,7 @@ class MLPOptimizer:
             if scales.shape[0] == 1:
                 x_scale = scales
             else:
-                x_scale = scales[F.leaf_index(index, layout)]
+                x_scale = scales[flat.leaf_index(index, layout)]
             x = F.sanitize(x * x_scale, FEATURE_LIMIT)  # (R, F) normalised features
             out = self._apply_mlp_features_major(layers, x, bias)
             magnitude = jnp.clip(self.exp_mult * out[1], -EXP_LIMIT, EXP_LIMIT)
@@ -250,16 +251,16 @@ class MLPOptimizer:
                 delta = delta + self.weight_decay * base_lr * p
             return delta, momenta, second_moment
 
-        chunk_size = F.resolve_chunk_size(self.chunk_size, CPU_CHUNK)
+        chunk_size = flat.resolve_chunk_size(self.chunk_size, CPU_CHUNK)
         index = jnp.arange(g.shape[0], dtype=jnp.int32)
-        delta, momenta, second_moment = F.map_rows(
+        delta, momenta, second_moment = flat.map_rows(
             rows, g, p, state.momenta, state.second_moment, index, chunk_size=chunk_size
         )
-        updates = F.unflatten(-jnp.nan_to_num(delta), layout)
+        updates = flat.unflatten(-jnp.nan_to_num(delta), layout)
         new_state = MLPOptState(step, state.num_steps, momenta, second_moment)
         return updates, new_state
 
-    def _feature_scales(self, grads: Any, params: Any, state: MLPOptState, layout: F.TreeLayout) -> jax.Array:
+    def _feature_scales(self, grads: Any, params: Any, state: MLPOptState, layout: flat.TreeLayout) -> jax.Array:
         """1 / sqrt(mean x^2 + 1e-12) of each feature column, per leaf: (num_leaves, F).
 
         With ``normalize_over="all"`` (or one leaf) a single row over all N coordinates.
