@@ -2,22 +2,20 @@
 
 Gradient preprocessing (`lstm_preprocess`), training-progress features
 (`progress_features`), per-tensor second-moment normalisation of feature columns
-(`second_moment_normalize`) and the NaN/inf clean-up applied to every input (`sanitize`),
-plus the text description of an optimizer (`config_repr`, `summary`).
+(`second_moment_normalize`) and the NaN/inf clean-up applied to every input (`sanitize`).
 They act on the flat (N,) / (N, F) arrays of `l2o.flat`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from l2o.flat import TreeLayout, count_params
+from l2o.flat import TreeLayout
 
 # Largest gradient magnitude fed to the optimizers: its square still fits in float32.
 GRAD_LIMIT = 1e15
@@ -79,23 +77,3 @@ def progress_features(step: jax.Array, num_steps: jax.Array, scales: Sequence[fl
     """
     fraction = jnp.asarray(step, jnp.float32) / jnp.maximum(jnp.asarray(num_steps, jnp.float32), 1.0)
     return jnp.tanh(jnp.asarray(scales, jnp.float32) * fraction)
-
-
-def num_meta_params(lopt: Any) -> int:
-    """Number of scalar meta-parameters of ``lopt`` (shape inference only, no compute)."""
-    return count_params(jax.eval_shape(lopt.init_meta_params, jax.random.key(0)))
-
-
-def config_repr(lopt: Any) -> str:
-    """``ClassName(field=value, ..., num_meta_params=P)`` for a frozen-dataclass optimizer."""
-    fields = ", ".join(f"{f.name}={getattr(lopt, f.name)!r}" for f in dataclasses.fields(lopt))
-    return f"{type(lopt).__name__}({fields}, num_meta_params={num_meta_params(lopt)})"
-
-
-def summary(lopt: Any) -> str:
-    """Multi-line description: architecture, every config field, input features, size."""
-    lines = [f"{type(lopt).__name__} (registry name {lopt.name!r})"]
-    lines += [f"  {f.name}: {getattr(lopt, f.name)!r}" for f in dataclasses.fields(lopt)]
-    lines.append("  features: " + ", ".join(lopt.feature_names()))
-    lines.append(f"  meta-parameters: {num_meta_params(lopt):,}")
-    return "\n".join(lines)

@@ -30,8 +30,8 @@ from flax import struct
 
 from l2o import features as F
 from l2o import flat
-from l2o.mlp import check_update_inputs
-from l2o.optax_adapter import as_optax
+from l2o.base import LearnedOptimizer
+from l2o.validation import check_chunk_size, check_num_steps, check_update_inputs
 
 
 def _sigmoid(x: jax.Array) -> jax.Array:
@@ -59,7 +59,7 @@ class LSTMOptState:
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class LSTMOptimizer:
+class LSTMOptimizer(LearnedOptimizer):
     """Coordinatewise LSTM optimizer; frozen, hashable static config (see module doc)."""
 
     hidden_size: int = 20
@@ -80,11 +80,7 @@ class LSTMOptimizer:
             raise ValueError(f"num_layers must be a positive integer; got {self.num_layers!r}.")
         if not self.preprocess_p > 0:
             raise ValueError(f"preprocess_p must be > 0; got {self.preprocess_p!r}.")
-        chunk = self.chunk_size
-        if chunk is not None and (int(chunk) != chunk or chunk < 0):
-            raise ValueError(
-                f"chunk_size must be None (auto), 0 (off) or a positive int; got {chunk!r}."
-            )
+        check_chunk_size(self.chunk_size)
         if self.momentum_decay is not None and not 0.0 <= self.momentum_decay < 1.0:
             raise ValueError(
                 f"momentum_decay must be None or in [0, 1); got {self.momentum_decay!r}."
@@ -108,13 +104,6 @@ class LSTMOptimizer:
         if self.use_loss:
             names.append("log(loss)/10")
         return names
-
-    def __repr__(self) -> str:
-        return F.config_repr(self)
-
-    def summary(self) -> str:
-        """Config, input features and number of meta-parameters, one per line."""
-        return F.summary(self)
 
     def init_meta_params(self, key: jax.Array) -> dict:
         """theta = {"layer_l": {"w": (in_l + H, 4H), "b": (4H,)[, "w_global": (1, 4H)]},
@@ -141,11 +130,10 @@ class LSTMOptimizer:
         }
         return theta
 
-    def init(self, theta: dict, params: Any, num_steps: int | jax.Array = 1000) -> LSTMOptState:
+    def init(self, theta: dict, params: Any, num_steps: int | jax.Array) -> LSTMOptState:
         """Zero hidden/cell states, one row per coordinate of ``params``."""
         del theta
-        if isinstance(num_steps, (int, float)) and num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1; got {num_steps}.")
+        check_num_steps(num_steps, "LSTMOptimizer.init")
         n = flat.tree_layout(params).num_coordinates
         zeros = jnp.zeros((n, self.num_layers, self.hidden_size), jnp.float32)
         return LSTMOptState(
@@ -203,7 +191,3 @@ class LSTMOptimizer:
         updates = flat.unflatten(out, layout)
         new_state = LSTMOptState(state.step + 1, state.num_steps, hidden, cell, momentum)
         return updates, new_state
-
-    def as_optax(self, theta: dict, num_steps: int = 1000):
-        """This optimizer with fixed ``theta`` as an optax transform (see `l2o.as_optax`)."""
-        return as_optax(self, theta, num_steps=num_steps)

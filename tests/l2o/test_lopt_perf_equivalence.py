@@ -21,7 +21,7 @@ import pytest
 
 import l2o
 from l2o import LSTMOptimizer, MLPOptimizer
-from l2o.guard import GuardState, GuardedOptimizer
+from l2o import GuardedOptimizer, GuardState
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden_updates.npz"
 NUM_STEPS = 5
