@@ -35,7 +35,7 @@ import l2o
 from baselines import optimizers as baseline_optimizers
 from benchmarks import common
 from benchmarks.models import Model, conv_classifier, mlp_classifier, random_batch
-from l2o.guard import GuardedOptimizer
+from l2o import GuardedOptimizer
 
 OPTIMIZERS: tuple[str, ...] = (
     "adam", "lion", "lookahead", "mlp", "lstm", "guarded_mlp", "guarded_lstm",

@@ -1,21 +1,26 @@
-"""Learned optimizers in JAX: coordinatewise LSTM, per-parameter MLP, optax adapter, files."""
+"""Learned optimizers in JAX: coordinatewise LSTM, per-parameter MLP, loss guard, files."""
 
 from l2o import registry
 from l2o.base import LearnedOptimizer
+from l2o.guard import GuardState, guard_stats, loss_guarded
+from l2o.guarded import GuardedOptimizer
 from l2o.io import list_pretrained, load, load_pretrained, save
 from l2o.lstm import LSTMOptimizer
 from l2o.mlp import MLPOptimizer
 from l2o.optax_adapter import as_optax
 
 __all__ = [
-    "LearnedOptimizer",
+    "GuardState",
+    "GuardedOptimizer",
     "LSTMOptimizer",
+    "LearnedOptimizer",
     "MLPOptimizer",
     "as_optax",
+    "guard_stats",
     "list_pretrained",
     "load",
     "load_pretrained",
+    "loss_guarded",
     "registry",
     "save",
 ]
-from l2o.guard import GuardedOptimizer, guard_stats, loss_guarded  # noqa: E402,F401

@@ -29,21 +29,17 @@ the chosen point by the fallback candidate's expected loss. Deviation from the p
 stochastic setting: the comparison uses one minibatch, not the expected loss, and that
 minibatch is also the next gradient's; the bound is on that minibatch loss (the training
 loss the loop sees), which is biased low relative to the population loss at ``θ_{t+1}``.
-The same noise lets a harmful rule win some comparisons (a gradient-ascent rule took 4-9%
-of the steps on the digits MLP; over 16 seeds it ended 6.5% above Adam alone on average
-with this rule only; with the shadow run below, on 16 other seeds, 0.6% below it on
-average, median equal, worst seed +3.0%). Other fallbacks
-(Adam, Lion) keep the per-step property "never worse than the fallback candidate on the
-comparison batch" but have no convergence theorem.
+The same noise lets a harmful rule win some comparisons; the shadow run below bounds the
+whole run instead (measurements: ``docs/guard.md``). Other fallbacks (Adam, Lion) keep the
+per-step property "never worse than the fallback candidate on the comparison batch" but
+have no convergence theorem.
 
 Shadow trajectory (our addition, ``shadow=True``, the default). The rule above bounds
 each step against the fallback's step *from the same point*; it does not bound the whole
 run against the fallback run alone: a learned rule can win the one-step comparisons and
-still lead somewhere the fallback makes slow progress from (measured: the shipped
-``mlp-image`` rule on the held-out 64-64 ReLU digits MLP, 16 seeds, 200 steps, Adam
-lr 0.0316 as fallback: mean full-train loss 0.126 with the per-step guard vs 0.046 for
-the fallback alone). With ``shadow=True`` the guard also runs the fallback alone on its
-own copy of the parameters ``θ^S`` and resets to it when the guarded point falls behind::
+still lead somewhere the fallback makes slow progress from (``docs/guard.md`` has a
+measured case). With ``shadow=True`` the guard also runs the fallback alone on its own
+copy of the parameters ``θ^S`` and resets to it when the guarded point falls behind::
 
     (ℓ_S, g_S) = value_and_grad(L)(θ^S_t)           # the shadow's step, on the same batch
     θ^S_{t+1} = θ^S_t + u_fallback(g_S)             # (fallback state of the shadow)
@@ -61,16 +57,8 @@ gap to be positive: a guarded run that was clearly ahead over the last few batch
 trail on one noisy batch. Cost: one extra gradient of ``value_fn`` per step and a second
 copy of the parameters and fallback state; ``value_fn`` must be differentiable.
 
-Measured (shipped ``mlp-image``, 8 tasks x 2 seeds, 200 steps, tuned Adam lr 0.0316 as
-fallback, mean full-train loss at step 200, two draws of tasks): on the held-out
-architecture Adam alone 0.027 / 0.047, shadow guard 0.025 / 0.028 with ``smoothing=0``
-(54-56 resets per run) and 0.024 / 0.028 with 0.5 (30-34 resets); on the rule's training
-family Adam 0.0033 / 0.0037, learned rule alone 0.00013 / 0.00014, guard 0.00051 / 0.0012
-with ``smoothing=0`` (9-11 resets) and 0.00029 / 0.00047 with 0.5 (1.3-1.4 resets).
-``smoothing=0.9`` ended above Adam alone on the held-out architecture (0.032 vs 0.027).
-In the comparison harness (``docs/results``) every guarded shipped optimizer ends, in mean
-final loss, at or below its tuned-Adam fallback on all out-of-distribution families
-measured. ``shadow=False`` is the paper's rule alone.
+``shadow=False`` is the paper's rule alone. `GuardedOptimizer` (`l2o.guarded`) is the
+same guard as a `LearnedOptimizer`, for meta-training with the guard in the loop.
 
 Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
 
@@ -87,9 +75,8 @@ Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -154,7 +141,8 @@ def init_guard_state(
                       jnp.zeros((), jnp.float32))
 
 
-def _check_value_fn(value_fn: Any, caller: str) -> None:
+def check_value_fn(value_fn: Any, caller: str) -> None:
+    """Raise unless ``value_fn`` is a callable (the comparison loss the guard needs)."""
     if value_fn is None:
         raise ValueError(
             f"{caller} needs value_fn, the loss of candidate params on the next minibatch: "
@@ -269,7 +257,8 @@ def guarded_update(
     return updates, new_state
 
 
-def _check_smoothing(smoothing: Any) -> None:
+def check_smoothing(smoothing: Any) -> None:
+    """Raise unless ``smoothing`` is a real number in ``[0, 1)``."""
     if not isinstance(smoothing, numbers.Real) or not 0.0 <= smoothing < 1.0:
         raise ValueError(
             f"smoothing must be a float in [0, 1) (decay of the running loss gap; 0 resets "
@@ -277,7 +266,8 @@ def _check_smoothing(smoothing: Any) -> None:
         )
 
 
-def _check_transform(tx: Any, role: str) -> None:
+def check_transform(tx: Any, role: str) -> None:
+    """Raise unless ``tx`` looks like an optax transform (callable ``init`` and ``update``)."""
     if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
         raise TypeError(
             f"loss_guarded: {role} must be an optax GradientTransformation (with init and "
@@ -314,9 +304,9 @@ def loss_guarded(
       scalar`` is the loss on the next minibatch, used to compare ``θ_t + u_learned``
       with ``θ_t + u_fallback``. Both inner states always advance (module doc).
     """
-    _check_transform(learned, "learned")
-    _check_transform(fallback, "fallback")
-    _check_smoothing(smoothing)
+    check_transform(learned, "learned")
+    check_transform(fallback, "fallback")
+    check_smoothing(smoothing)
     learned = optax.with_extra_args_support(learned)
     fallback = optax.with_extra_args_support(fallback)
 
@@ -325,7 +315,7 @@ def loss_guarded(
             learned.init(params), fallback.init(params), params if shadow else None)
 
     def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra):
-        _check_value_fn(value_fn, "loss_guarded update")
+        check_value_fn(value_fn, "loss_guarded update")
         if params is None:
             raise ValueError(
                 "loss_guarded update needs the current params to form the candidates: call "
@@ -346,94 +336,6 @@ def loss_guarded(
                               smoothing)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-@dataclasses.dataclass(frozen=True)
-class GuardedOptimizer:
-    """A `LearnedOptimizer` plus its LGL2O guard, itself a `LearnedOptimizer`.
-
-    Meta-train a learned optimizer *with* its guard: ``theta`` is ``learned``'s, the
-    state a `GuardState`, and ``update`` needs ``value_fn`` (``needs_value_fn`` tells the
-    meta-training inner loop to pass it).
-
-    Attributes:
-      learned: the guarded learned optimizer (e.g. ``l2o.MLPOptimizer()``).
-      fallback: optax transform taking over when it predicts a lower loss.
-      shadow: run the fallback alone beside the guarded run and reset to it when the
-        guarded point falls behind (module doc of `l2o.guard`).
-      smoothing: decay of the running gap that a reset to the shadow also needs
-        (`loss_guarded`).
-    """
-
-    learned: Any
-    fallback: optax.GradientTransformation = optax.adam(1e-3)
-    shadow: bool = True
-    smoothing: float = 0.5
-
-    needs_value_fn: ClassVar[bool] = True
-
-    def __post_init__(self):
-        for attribute in ("init_meta_params", "init", "update", "as_optax"):
-            if not callable(getattr(self.learned, attribute, None)):
-                raise TypeError(
-                    f"GuardedOptimizer: learned must implement the LearnedOptimizer protocol "
-                    f"(missing {attribute}); got {type(self.learned).__name__}. To guard a "
-                    "plain optax transform use loss_guarded(tx, fallback)."
-                )
-        _check_transform(self.fallback, "fallback")
-        _check_smoothing(self.smoothing)
-
-    @property
-    def name(self) -> str:
-        """``"guarded-" + learned.name``."""
-        return f"guarded-{self.learned.name}"
-
-    @property
-    def uses_loss(self) -> bool:
-        """Whether ``update`` needs the current loss (as the learned optimizer does)."""
-        return bool(getattr(self.learned, "uses_loss", False))
-
-    def init_meta_params(self, key: jax.Array) -> Any:
-        """The learned optimizer's fresh ``theta`` (the guard has no meta-parameters)."""
-        return self.learned.init_meta_params(key)
-
-    def init(self, theta: Any, params: Params, num_steps: int | jax.Array = 1000) -> GuardState:
-        """`GuardState` with the learned state for ``num_steps`` and a fresh fallback state."""
-        learned_state = self.learned.init(theta, params, num_steps)
-        fallback_state = optax.with_extra_args_support(self.fallback).init(params)
-        return init_guard_state(learned_state, fallback_state, params if self.shadow else None)
-
-    def update(
-        self,
-        theta: Any,
-        grads: Params,
-        state: GuardState,
-        params: Params,
-        loss: jax.Array | None = None,
-        value_fn: Callable[[Params], jax.Array] | None = None,
-    ) -> tuple[Params, GuardState]:
-        """One guarded step (`guarded_update`); ``value_fn`` is required.
-
-        ``loss`` (scalar, the loss at ``params``) goes to the learned optimizer and, as
-        ``value``, to the fallback.
-        """
-        _check_value_fn(value_fn, f"{self.name}.update")
-        loss = jnp.zeros((), jnp.float32) if loss is None else jnp.asarray(loss, jnp.float32)
-        fallback = optax.with_extra_args_support(self.fallback)
-
-        def learned_update(g, s, p):
-            return self.learned.update(theta, g, s, p, loss)
-
-        def fallback_update(g, s, p, at_value=None):
-            return fallback.update(g, s, p, value=loss if at_value is None else at_value)
-
-        return guarded_update(learned_update, fallback_update, grads, state, params, value_fn,
-                              self.smoothing)
-
-    def as_optax(self, theta: Any, num_steps: int = 1000) -> optax.GradientTransformationExtraArgs:
-        """``loss_guarded(learned.as_optax(theta, num_steps), fallback, ...)``, same settings."""
-        return loss_guarded(self.learned.as_optax(theta, num_steps), self.fallback,
-                            shadow=self.shadow, smoothing=self.smoothing)
 
 
 def _find_guard_state(state: Any) -> GuardState:
@@ -477,3 +379,15 @@ def guard_stats(state: Any) -> dict[str, jax.Array]:
         "used_learned": state.used_learned,
         "chosen_loss": chosen,
     }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GuardedOptimizer":  # its home before it moved to l2o.guarded
+        import warnings
+
+        from l2o.guarded import GuardedOptimizer
+
+        warnings.warn("l2o.guard.GuardedOptimizer moved: import it from l2o or l2o.guarded.",
+                      DeprecationWarning, stacklevel=2)
+        return GuardedOptimizer
+    raise AttributeError(f"module 'l2o.guard' has no attribute {name!r}")

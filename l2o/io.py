@@ -33,8 +33,8 @@ from flax import serialization
 
 from l2o import registry
 from l2o.atomic import write_atomic
-from l2o.features import count_params
-from l2o.optax_adapter import check_meta_params
+from l2o.flat import count_params
+from l2o.validation import check_meta_params
 
 FORMAT_VERSION = 1
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "evosax", "numpy", "l2o")

@@ -14,7 +14,7 @@ All N coordinates (every leaf, concatenated) run as one batch, so each layer is 
 With ``use_loss=True`` a global input u = clip(log(loss), -25, 25) / 10 (the same for
 every coordinate) is added; its contribution W^u u is folded into the first layer's bias.
 Because |h| < 1 the update is bounded by output_scale * (|w_out|_1 + |b_out|). On CPU the
-rows run in blocks of ``chunk_size`` (see `l2o.features.map_rows`), so the (rows, 4H) gate
+rows run in blocks of ``chunk_size`` (see `l2o.flat.map_rows`), so the (rows, 4H) gate
 activations stay in cache; state is stored coordinate-major, (N, L, H).
 """
 
@@ -29,8 +29,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from l2o import features as F
-from l2o.mlp import check_update_inputs
-from l2o.optax_adapter import as_optax
+from l2o import flat
+from l2o.base import LearnedOptimizer
+from l2o.validation import check_chunk_size, check_num_steps, check_update_inputs
 
 
 def _sigmoid(x: jax.Array) -> jax.Array:
@@ -58,7 +59,7 @@ class LSTMOptState:
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class LSTMOptimizer:
+class LSTMOptimizer(LearnedOptimizer):
     """Coordinatewise LSTM optimizer; frozen, hashable static config (see module doc)."""
 
     hidden_size: int = 20
@@ -79,11 +80,7 @@ class LSTMOptimizer:
             raise ValueError(f"num_layers must be a positive integer; got {self.num_layers!r}.")
         if not self.preprocess_p > 0:
             raise ValueError(f"preprocess_p must be > 0; got {self.preprocess_p!r}.")
-        chunk = self.chunk_size
-        if chunk is not None and (int(chunk) != chunk or chunk < 0):
-            raise ValueError(
-                f"chunk_size must be None (auto), 0 (off) or a positive int; got {chunk!r}."
-            )
+        check_chunk_size(self.chunk_size)
         if self.momentum_decay is not None and not 0.0 <= self.momentum_decay < 1.0:
             raise ValueError(
                 f"momentum_decay must be None or in [0, 1); got {self.momentum_decay!r}."
@@ -107,13 +104,6 @@ class LSTMOptimizer:
         if self.use_loss:
             names.append("log(loss)/10")
         return names
-
-    def __repr__(self) -> str:
-        return F.config_repr(self)
-
-    def summary(self) -> str:
-        """Config, input features and number of meta-parameters, one per line."""
-        return F.summary(self)
 
     def init_meta_params(self, key: jax.Array) -> dict:
         """theta = {"layer_l": {"w": (in_l + H, 4H), "b": (4H,)[, "w_global": (1, 4H)]},
@@ -140,12 +130,11 @@ class LSTMOptimizer:
         }
         return theta
 
-    def init(self, theta: dict, params: Any, num_steps: int | jax.Array = 1000) -> LSTMOptState:
+    def init(self, theta: dict, params: Any, num_steps: int | jax.Array) -> LSTMOptState:
         """Zero hidden/cell states, one row per coordinate of ``params``."""
         del theta
-        if isinstance(num_steps, (int, float)) and num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1; got {num_steps}.")
-        n = F.tree_layout(params).num_coordinates
+        check_num_steps(num_steps, "LSTMOptimizer.init")
+        n = flat.tree_layout(params).num_coordinates
         zeros = jnp.zeros((n, self.num_layers, self.hidden_size), jnp.float32)
         return LSTMOptState(
             step=jnp.zeros((), jnp.int32),
@@ -163,9 +152,9 @@ class LSTMOptimizer:
         ``params`` only fixes the output structure/dtypes; ``loss`` is read only when
         ``use_loss`` is set.
         """
-        layout = F.tree_layout(params)
+        layout = flat.tree_layout(params)
         check_update_inputs(self.name, grads, layout, state.hidden.shape[0])
-        g = F.sanitize(F.flatten(grads), F.GRAD_LIMIT)
+        g = F.sanitize(flat.flatten(grads), F.GRAD_LIMIT)
         x = F.lstm_preprocess(g, self.preprocess_p)
         momentum = state.momentum
         if self.momentum_decay is not None:
@@ -197,12 +186,8 @@ class LSTMOptimizer:
             out = self.output_scale * (x @ theta["output"]["w"] + theta["output"]["b"])
             return jnp.nan_to_num(out), jnp.stack(new_hidden, 1), jnp.stack(new_cell, 1)
 
-        chunk_size = F.resolve_chunk_size(self.chunk_size)
-        out, hidden, cell = F.map_rows(rows, x, state.hidden, state.cell, chunk_size=chunk_size)
-        updates = F.unflatten(out, layout)
+        chunk_size = flat.resolve_chunk_size(self.chunk_size)
+        out, hidden, cell = flat.map_rows(rows, x, state.hidden, state.cell, chunk_size=chunk_size)
+        updates = flat.unflatten(out, layout)
         new_state = LSTMOptState(state.step + 1, state.num_steps, hidden, cell, momentum)
         return updates, new_state
-
-    def as_optax(self, theta: dict, num_steps: int = 1000):
-        """This optimizer with fixed ``theta`` as an optax transform (see `l2o.as_optax`)."""
-        return as_optax(self, theta, num_steps=num_steps)

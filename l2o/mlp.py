@@ -25,7 +25,7 @@ its bias (one (S,) x (S, H) product per step, not N of them).
 Cost: per-leaf feature statistics come from reductions over each leaf (momenta
 recomputed inside them); the features themselves, the accumulator updates, the MLP and
 the output heads run block by block over ``chunk_size`` coordinates (default 16384 on
-CPU, see `l2o.features.map_rows`), so the normalised (N, F) features and (N, 32)
+CPU, see `l2o.flat.map_rows`), so the normalised (N, F) features and (N, 32)
 activations never reach memory. Inside a block the MLP runs feature-major, W^T x with
 the coordinate axis last (~2x faster CPU matmuls than x W; same sums). On accelerators
 (``chunk_size=None``) it runs in one pass.
@@ -43,7 +43,9 @@ import numpy as np
 from flax import struct
 
 from l2o import features as F
-from l2o.optax_adapter import as_optax
+from l2o import flat
+from l2o.base import LearnedOptimizer
+from l2o.validation import check_chunk_size, check_num_steps, check_update_inputs
 
 FEATURE_LIMIT = 100.0  # clip of normalised features
 EXP_LIMIT = 20.0  # clip of every exponent (step multipliers stay below e^20)
@@ -67,35 +69,13 @@ class MLPOptState:
     second_moment: jax.Array
 
 
-def check_update_inputs(name: str, grads: Any, layout: F.TreeLayout, state_rows: int) -> None:
-    """Raise ``ValueError`` unless ``grads`` and a state of ``state_rows`` coordinates fit params.
-
-    Compares static shapes only (``layout`` is ``tree_layout(params)``), so it costs nothing
-    under ``jit``/``vmap``. Shared by every learned optimizer's ``update``.
-    """
-    grad_shapes = tuple(tuple(int(d) for d in jnp.shape(x)) for x in jax.tree.leaves(grads))
-    if grad_shapes != layout.shapes:
-        raise ValueError(
-            f"{name} update: grads have leaf shapes {list(grad_shapes)} but params have "
-            f"{list(layout.shapes)}; pass the gradient at these params, e.g. "
-            "jax.grad(loss_fn)(params)."
-        )
-    if state_rows != layout.num_coordinates:
-        raise ValueError(
-            f"{name} update: the optimizer state was built for {state_rows} parameter "
-            f"coordinates but params have {layout.num_coordinates} (leaf shapes "
-            f"{list(layout.shapes)}); the state belongs to another params pytree. Make a "
-            "state for these params with init(theta, params, num_steps) (or tx.init(params))."
-        )
-
-
 def _check_decays(name: str, decays: tuple[float, ...]) -> None:
     if not decays or any(not (0.0 <= float(b) < 1.0) for b in decays):
         raise ValueError(f"{name} must be a non-empty tuple of decays in [0, 1); got {decays!r}.")
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class MLPOptimizer:
+class MLPOptimizer(LearnedOptimizer):
     """Per-parameter MLP optimizer; frozen, hashable static config (see module doc)."""
 
     hidden_sizes: tuple[int, ...] = (32, 32)
@@ -114,7 +94,6 @@ class MLPOptimizer:
     chunk_size: int | None = None
 
     name: ClassVar[str] = "mlp"
-    uses_loss: ClassVar[bool] = False
 
     def __post_init__(self):
         for field in ("hidden_sizes", "momentum_decays", "progress_scales"):
@@ -131,11 +110,7 @@ class MLPOptimizer:
             )
         if self.nominal and not self.nominal_lr > 0:
             raise ValueError(f"nominal_lr must be > 0; got {self.nominal_lr}.")
-        chunk = self.chunk_size
-        if chunk is not None and (int(chunk) != chunk or chunk < 0):
-            raise ValueError(
-                f"chunk_size must be None (auto), 0 (off) or a positive int; got {chunk!r}."
-            )
+        check_chunk_size(self.chunk_size)
         if self.normalize_over not in ("tensor", "all"):
             raise ValueError(
                 f"normalize_over must be 'tensor' or 'all'; got {self.normalize_over!r}."
@@ -160,13 +135,6 @@ class MLPOptimizer:
         names += [f"tanh({s}*t/T)" for s in self.progress_scales]
         return names
 
-    def __repr__(self) -> str:
-        return F.config_repr(self)
-
-    def summary(self) -> str:
-        """Config, input features and number of meta-parameters, one per line."""
-        return F.summary(self)
-
     # ----------------------------------------------------------------- protocol
     def init_meta_params(self, key: jax.Array) -> dict:
         """theta = {"mlp": {"layer_i": {"w": (fan_in, fan_out), "b": (fan_out,)}}, "log_lr": ()}.
@@ -188,12 +156,11 @@ class MLPOptimizer:
             theta["log_lr"] = jnp.asarray(math.log(self.nominal_lr), jnp.float32)
         return theta
 
-    def init(self, theta: dict, params: Any, num_steps: int | jax.Array = 1000) -> MLPOptState:
+    def init(self, theta: dict, params: Any, num_steps: int | jax.Array) -> MLPOptState:
         """Zero accumulators for ``params`` (any float pytree) over ``num_steps`` steps."""
         del theta
-        if isinstance(num_steps, (int, float)) and num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1; got {num_steps}.")
-        n = F.tree_layout(params).num_coordinates
+        check_num_steps(num_steps, "MLPOptimizer.init")
+        n = flat.tree_layout(params).num_coordinates
         return MLPOptState(
             step=jnp.zeros((), jnp.int32),
             num_steps=jnp.asarray(num_steps, jnp.int32),
@@ -206,10 +173,10 @@ class MLPOptimizer:
     ) -> tuple[Any, MLPOptState]:
         """One step (see module doc); ``loss`` is unused. Updates come in params' dtypes."""
         del loss
-        layout = F.tree_layout(params)
+        layout = flat.tree_layout(params)
         check_update_inputs(self.name, grads, layout, state.momenta.shape[0])
-        g = F.sanitize(F.flatten(grads), F.GRAD_LIMIT)
-        p = F.sanitize(F.flatten(params), F.GRAD_LIMIT)
+        g = F.sanitize(flat.flatten(grads), F.GRAD_LIMIT)
+        p = F.sanitize(flat.flatten(params), F.GRAD_LIMIT)
         decays = jnp.asarray(self.momentum_decays, jnp.float32)
         beta2 = self.second_moment_decay
         step = state.step + 1
@@ -234,7 +201,7 @@ class MLPOptimizer:
             if scales.shape[0] == 1:
                 x_scale = scales
             else:
-                x_scale = scales[F.leaf_index(index, layout)]
+                x_scale = scales[flat.leaf_index(index, layout)]
             x = F.sanitize(x * x_scale, FEATURE_LIMIT)  # (R, F) normalised features
             out = self._apply_mlp_features_major(layers, x, bias)
             magnitude = jnp.clip(self.exp_mult * out[1], -EXP_LIMIT, EXP_LIMIT)
@@ -250,16 +217,16 @@ class MLPOptimizer:
                 delta = delta + self.weight_decay * base_lr * p
             return delta, momenta, second_moment
 
-        chunk_size = F.resolve_chunk_size(self.chunk_size, CPU_CHUNK)
+        chunk_size = flat.resolve_chunk_size(self.chunk_size, CPU_CHUNK)
         index = jnp.arange(g.shape[0], dtype=jnp.int32)
-        delta, momenta, second_moment = F.map_rows(
+        delta, momenta, second_moment = flat.map_rows(
             rows, g, p, state.momenta, state.second_moment, index, chunk_size=chunk_size
         )
-        updates = F.unflatten(-jnp.nan_to_num(delta), layout)
+        updates = flat.unflatten(-jnp.nan_to_num(delta), layout)
         new_state = MLPOptState(step, state.num_steps, momenta, second_moment)
         return updates, new_state
 
-    def _feature_scales(self, grads: Any, params: Any, state: MLPOptState, layout: F.TreeLayout) -> jax.Array:
+    def _feature_scales(self, grads: Any, params: Any, state: MLPOptState, layout: flat.TreeLayout) -> jax.Array:
         """1 / sqrt(mean x^2 + 1e-12) of each feature column, per leaf: (num_leaves, F).
 
         With ``normalize_over="all"`` (or one leaf) a single row over all N coordinates.
@@ -305,7 +272,3 @@ class MLPOptimizer:
             layer = layers[f"layer_{i}"]
             h = layer["w"].T @ jax.nn.relu(h) + layer["b"][:, None]
         return h
-
-    def as_optax(self, theta: dict, num_steps: int = 1000):
-        """This optimizer with fixed ``theta`` as an optax transform (see `l2o.as_optax`)."""
-        return as_optax(self, theta, num_steps=num_steps)

@@ -6,53 +6,32 @@
     params = optax.apply_updates(params, updates)
 
 The loss goes in as the keyword ``value`` (optax's convention for extra args, as in
-``optax.contrib.reduce_on_plateau``). Other extra keyword arguments (``value_fn``, ...)
-are accepted and ignored, so one training loop can feed every optimizer the same ones.
+``optax.contrib.reduce_on_plateau``). Other extra keyword arguments (``value_fn``,
+...) are accepted and ignored, so one training loop can feed every optimizer the same ones.
+
+``num_steps`` has no default: the progress features of an optimizer depend on it (the
+shipped ones were meta-trained at a horizon of 100 or 200 steps). An optimizer loaded
+with `l2o.load` knows its meta-training horizon: ``loaded.as_optax()`` uses it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import optax
 
-
-def check_meta_params(lopt: Any, theta: Any) -> None:
-    """Raise if ``theta``'s structure or leaf shapes differ from ``lopt.init_meta_params``.
-
-    Only shapes are compared (via ``jax.eval_shape``), so this costs no compute; a
-    leading population axis, as in a vmapped theta, is reported as a shape mismatch.
-    """
-    template = jax.eval_shape(lopt.init_meta_params, jax.random.key(0))
-    expected = jax.tree_util.tree_flatten_with_path(template)[0]
-    got = jax.tree_util.tree_flatten_with_path(theta)[0]
-    expected_paths = [jax.tree_util.keystr(p) for p, _ in expected]
-    got_paths = [jax.tree_util.keystr(p) for p, _ in got]
-    if expected_paths != got_paths:
-        raise ValueError(
-            f"theta does not match {type(lopt).__name__}'s meta-parameters: expected leaves "
-            f"{expected_paths}, got {got_paths}. Create theta with lopt.init_meta_params(key) "
-            "or load it with l2o.load for the same optimizer config."
-        )
-    for (path, want), (_, have) in zip(expected, got):
-        if tuple(want.shape) != tuple(jnp.shape(have)):
-            raise ValueError(
-                f"theta leaf {jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(have))}, "
-                f"expected {tuple(want.shape)} for {lopt!r}. Was theta made for another "
-                "config, or does it carry a population axis (index one member: "
-                "jax.tree.map(lambda x: x[i], theta))?"
-            )
+from l2o.validation import check_meta_params, check_num_steps
 
 
-def as_optax(lopt: Any, theta: Any, num_steps: int = 1000) -> optax.GradientTransformationExtraArgs:
+def as_optax(lopt: Any, theta: Any, num_steps: int | None = None) -> optax.GradientTransformationExtraArgs:
     """``lopt`` with fixed ``theta`` as an ``optax.GradientTransformationExtraArgs``.
 
     Args:
       lopt: a `LearnedOptimizer` (e.g. `MLPOptimizer()`).
       theta: its meta-parameters (one member, no population axis).
-      num_steps: training horizon given to the optimizer's progress features.
+      num_steps: training horizon given to the optimizer's progress features: the
+        number of steps you will train for (required; ``None`` raises).
 
     Returns:
       A transform whose ``init(params)`` calls ``lopt.init(theta, params, num_steps)`` and
@@ -61,10 +40,9 @@ def as_optax(lopt: Any, theta: Any, num_steps: int = 1000) -> optax.GradientTran
       ``value`` (the current scalar loss) is required when ``lopt.uses_loss``, otherwise
       it may be omitted (0 is passed).
     """
-    if not isinstance(num_steps, jax.Array) and not (int(num_steps) == num_steps and num_steps >= 1):
-        raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}.")
+    check_num_steps(num_steps, f"{type(lopt).__name__}.as_optax")
     check_meta_params(lopt, theta)
-    uses_loss = bool(getattr(lopt, "uses_loss", False))
+    uses_loss = lopt.uses_loss
 
     def init_fn(params):
         return lopt.init(theta, params, num_steps)

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from l2o.base import LearnedOptimizer
 from meta_train.objective import check_kind, loss_scale, meta_loss_term
 
 META_LOSS_SPLITS: tuple[str, ...] = ("train_batch", "train", "test")
@@ -83,6 +84,12 @@ class LearnedOptimizerSystem:
     max_ratio: float = 10.0
 
     def __post_init__(self):
+        if not isinstance(self.lopt, LearnedOptimizer):
+            raise TypeError(
+                f"lopt must be a LearnedOptimizer (a subclass of l2o.LearnedOptimizer); got "
+                f"{type(self.lopt).__name__}. Build one with l2o.registry.get(name) or "
+                "subclass l2o.LearnedOptimizer."
+            )
         check_kind(self.meta_loss)
         if self.meta_loss_split not in META_LOSS_SPLITS:
             raise ValueError(
@@ -137,7 +144,7 @@ class LearnedOptimizerSystem:
         batch_key = jax.random.fold_in(state.data_key, state.inner_step)
         next_key = jax.random.fold_in(state.data_key, state.inner_step + 1)
         loss, grads = jax.value_and_grad(task.loss)(state.params, batch_key)
-        if getattr(self.lopt, "needs_value_fn", False):
+        if self.lopt.needs_value_fn:
             updates, opt_state = self.lopt.update(
                 theta, grads, state.opt_state, state.params, loss,
                 value_fn=lambda p: task.loss(p, next_key),

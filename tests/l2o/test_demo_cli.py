@@ -9,8 +9,8 @@ import jax
 import pytest
 
 import l2o
-from l2o.cli import main
-from l2o.demo import DemoConfig, learned_rows
+from l2o.app.cli import main
+from l2o.app.demo import DemoConfig, learned_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_learned_rows_skip_missing_pretrained_with_a_note(tmp_path):
 @pytest.mark.slow
 def test_demo_end_to_end_writes_the_report(tmp_path):
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "l2o.cli", "demo", "--out", str(out), "--outer-steps", "4",
+    cmd = [sys.executable, "-m", "l2o.app.cli", "demo", "--out", str(out), "--outer-steps", "4",
            "--horizon", "40", "--trunc-length", "20", "--num-tasks", "2", "--num-pairs", "2",
            "--steps", "40", "--seeds", "2", "--eval-tasks", "2", "--pretrained", "mlp-image"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)

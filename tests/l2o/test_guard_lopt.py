@@ -11,7 +11,7 @@ from test_guard import (  # noqa: F401
 
 import l2o
 from l2o.base import LearnedOptimizer
-from l2o.guard import GuardedOptimizer, GuardState, guard_stats
+from l2o import GuardedOptimizer, GuardState, guard_stats
 
 NAMES = l2o.registry.names()
 
@@ -118,7 +118,7 @@ def test_protocol_errors():
     state = guarded.init(theta, params, 10)
     with pytest.raises(ValueError, match="guarded-mlp.update needs value_fn"):
         guarded.update(theta, params, state, params, jnp.float32(1.0))
-    with pytest.raises(TypeError, match="LearnedOptimizer protocol"):
+    with pytest.raises(TypeError, match="learned must be a LearnedOptimizer"):
         GuardedOptimizer(optax.adam(1e-3))
     with pytest.raises(TypeError, match="fallback must be an optax"):
         GuardedOptimizer(lopt, fallback="adam")

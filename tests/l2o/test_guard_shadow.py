@@ -9,7 +9,8 @@ import pytest
 import l2o
 import tasks
 from baselines.evaluate import evaluate_grid
-from l2o.guard import GuardedOptimizer, _find_guard_state, guard_stats, loss_guarded
+from l2o import GuardedOptimizer, guard_stats, loss_guarded
+from l2o.guard import _find_guard_state
 
 from test_guard import SETTINGS, make_run, nan_producing
 
@@ -111,9 +112,9 @@ def test_smoothing_is_validated_and_reaches_the_optax_form(monkeypatch):
         seen.update(kwargs)
         return loss_guarded(learned, fallback, **kwargs)
 
-    monkeypatch.setattr(l2o.guard, "loss_guarded", spy)
+    monkeypatch.setattr(l2o.guarded, "loss_guarded", spy)
     guarded = GuardedOptimizer(l2o.MLPOptimizer(), optax.sgd(0.5), shadow=True, smoothing=0.25)
-    guarded.as_optax(guarded.init_meta_params(jax.random.key(0)))
+    guarded.as_optax(guarded.init_meta_params(jax.random.key(0)), num_steps=10)
     assert seen == {"shadow": True, "smoothing": 0.25}
 
 

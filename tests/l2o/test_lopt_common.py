@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import l2o
-from l2o.features import count_params
+from l2o.flat import count_params
 from lopt_helpers import nested_params, quadratic_loss, train
 
 

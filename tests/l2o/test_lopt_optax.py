@@ -85,9 +85,9 @@ def test_as_optax_rejects_bad_theta_and_horizon():
     theta = lopt.init_meta_params(jax.random.key(0))
     population = jax.tree.map(lambda x: jnp.stack([x, x]), theta)
     with pytest.raises(ValueError, match="population axis"):
-        lopt.as_optax(population)
+        lopt.as_optax(population, num_steps=10)
     with pytest.raises(ValueError, match="expected leaves"):
-        lopt.as_optax({"mlp": theta["mlp"]})
+        lopt.as_optax({"mlp": theta["mlp"]}, num_steps=10)
     with pytest.raises(ValueError, match="num_steps"):
         lopt.as_optax(theta, num_steps=0)
 

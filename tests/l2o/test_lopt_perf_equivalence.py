@@ -21,7 +21,7 @@ import pytest
 
 import l2o
 from l2o import LSTMOptimizer, MLPOptimizer
-from l2o.guard import GuardState, GuardedOptimizer
+from l2o import GuardedOptimizer, GuardState
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden_updates.npz"
 NUM_STEPS = 5
@@ -177,18 +177,18 @@ def test_clip_case_really_clips():
 
 def test_flatten_and_leaf_index():
     """flatten == concatenation of raveled leaves; leaf_index maps rows to their leaf."""
-    from l2o import features as F
+    from l2o import flat
 
     params = _params("nested")
     leaves = jax.tree.leaves(params)
     want = np.concatenate([np.ravel(np.asarray(x, np.float32)) for x in leaves])
-    np.testing.assert_array_equal(jax.jit(F.flatten)(params), want)
-    layout = F.tree_layout(params)
+    np.testing.assert_array_equal(jax.jit(flat.flatten)(params), want)
+    layout = flat.tree_layout(params)
     want_index = np.repeat(np.arange(len(leaves)), layout.sizes)
     rows = jnp.arange(layout.num_coordinates)
-    np.testing.assert_array_equal(F.leaf_index(rows, layout), want_index)
-    single = F.tree_layout({"w": jnp.zeros((3, 2))})
-    np.testing.assert_array_equal(F.leaf_index(jnp.arange(6), single), np.zeros(6))
+    np.testing.assert_array_equal(flat.leaf_index(rows, layout), want_index)
+    single = flat.tree_layout({"w": jnp.zeros((3, 2))})
+    np.testing.assert_array_equal(flat.leaf_index(jnp.arange(6), single), np.zeros(6))
 
 
 if __name__ == "__main__":

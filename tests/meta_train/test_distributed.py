@@ -27,7 +27,7 @@ ARGS = ["meta-train", "--family", "quadratic", "--lopt", "mlp", "--horizon", "8"
 
 PROCESS = textwrap.dedent("""
     import sys
-    from l2o.cli import main
+    from l2o.app.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
 
@@ -97,7 +97,7 @@ def test_two_processes_match_single_process(tmp_path):
 
     # The same run in this process (1 device unless the suite forces more).
     import l2o
-    from l2o.cli import build_parser
+    from l2o.app.cli import build_parser
     from meta_train.cli import resolve_config
 
     args = build_parser().parse_args(ARGS + ["--out", str(tmp_path / "single")])

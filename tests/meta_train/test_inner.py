@@ -10,16 +10,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from l2o import LearnedOptimizer
 from meta_train.inner import LearnedOptimizerSystem
 from meta_train.objective import loss_scale, meta_loss_bounds, meta_loss_term, sanitize
 
 
-@dataclasses.dataclass(frozen=True)
-class LogLrSGD:
+@dataclasses.dataclass(frozen=True, repr=False)
+class LogLrSGD(LearnedOptimizer):
     """A one-parameter 'learned' optimizer: updates = -exp(theta["log_lr"]) * grads."""
 
     name = "log-lr-sgd"
-    needs_value_fn: bool = False
+
+    def feature_names(self):
+        return ["grad"]
 
     def init_meta_params(self, key):
         return {"log_lr": jnp.float32(math.log(0.1))}
@@ -27,7 +30,7 @@ class LogLrSGD:
     def init(self, theta, params, num_steps):
         return {"count": jnp.int32(0), "num_steps": jnp.asarray(num_steps, jnp.int32)}
 
-    def update(self, theta, grads, state, params, loss, value_fn=None):
+    def update(self, theta, grads, state, params, loss=None, value_fn=None):
         lr = jnp.exp(theta["log_lr"])
         if value_fn is not None:  # record that the guard hook sees the next batch's loss
             lr = lr * jnp.where(value_fn(params) >= 0, 1.0, 0.0)
@@ -78,9 +81,9 @@ def _sgd(task, params, data_key, start, steps):
 def test_value_fn_is_the_next_steps_batch_loss(toy_family):
     calls = []
 
-    @dataclasses.dataclass(frozen=True)
+    @dataclasses.dataclass(frozen=True, repr=False)
     class Recorder(LogLrSGD):
-        needs_value_fn: bool = True
+        needs_value_fn = True
 
         def update(self, theta, grads, state, params, loss, value_fn=None):
             calls.append(value_fn)
@@ -154,7 +157,7 @@ def test_rejects_bad_settings(toy_family):
 
 def _real_optimizers():
     import l2o
-    from l2o.guard import GuardedOptimizer
+    from l2o import GuardedOptimizer
 
     mlp = l2o.MLPOptimizer(hidden_sizes=(4,))
     return {

@@ -104,8 +104,8 @@ SMALL_MLP = l2o.MLPOptimizer(hidden_sizes=(4,))
 SMALL_LSTM = l2o.LSTMOptimizer(hidden_size=4, num_layers=1)
 
 
-@dataclasses.dataclass(frozen=True)
-class FlakyOptimizer:
+@dataclasses.dataclass(frozen=True, repr=False)
+class FlakyOptimizer(l2o.LearnedOptimizer):
     """A learned optimizer whose update is NaN on every ``period``-th step (1-based).
 
     Delegates everything else to ``inner``; used to check that the loss guard (and the
@@ -116,13 +116,16 @@ class FlakyOptimizer:
     period: int = 3
 
     name = "flaky"
-    uses_loss = False
+
+    def feature_names(self):
+        """The inner optimizer's inputs."""
+        return self.inner.feature_names()
 
     def init_meta_params(self, key):
         """The inner optimizer's theta."""
         return self.inner.init_meta_params(key)
 
-    def init(self, theta, params, num_steps=1000):
+    def init(self, theta, params, num_steps):
         """The inner optimizer's state."""
         return self.inner.init(theta, params, num_steps)
 
@@ -132,7 +135,3 @@ class FlakyOptimizer:
         broken = (state.step + 1) % self.period == 0
         updates = jax.tree.map(lambda u: jnp.where(broken, jnp.nan, u), updates)
         return updates, new_state
-
-    def as_optax(self, theta, num_steps=1000):
-        """This optimizer with fixed ``theta`` as an optax transform."""
-        return l2o.as_optax(self, theta, num_steps=num_steps)

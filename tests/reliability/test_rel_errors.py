@@ -13,7 +13,7 @@ import pytest
 import l2o
 from baselines import registry as baseline_registry
 from l2o import io as lio
-from l2o.cli import main
+from l2o.app.cli import main
 from meta_train.config import MetaTrainConfig
 from meta_train.pes import ESGradientEstimator
 from tasks import registry as task_registry

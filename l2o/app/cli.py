@@ -1,7 +1,7 @@
 """The ``l2o`` command line: ``demo``, ``meta-train``, ``compare`` and ``pretrained``.
 
 Each subcommand lives next to the code it drives (``meta_train/cli.py``,
-``baselines/cli.py``, ``l2o/demo.py``); this module only wires them together.
+``baselines/cli.py``, ``l2o/app/demo.py``); this module only wires them together.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tuned Adam, Lion and Lookahead.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from l2o import demo
+    from l2o.app import demo
     from meta_train import cli as meta_train_cli
     from baselines import cli as baselines_cli
 

@@ -1,0 +1,114 @@
+"""`GuardedOptimizer`: a learned optimizer and its loss guard, as one `LearnedOptimizer`.
+
+The guard's rule, its state and the optax form (`loss_guarded`) are in `l2o.guard`; this
+is the same guard with the `LearnedOptimizer` interface, so the guard can sit inside the
+meta-training loop: ``theta`` is the learned optimizer's, the state a `GuardState`, and
+``update`` needs ``value_fn`` (``needs_value_fn`` tells the inner loop to pass it)::
+
+    guarded = GuardedOptimizer(l2o.MLPOptimizer(), optax.sgd(0.1))
+    components = meta_train.build(config, lopt=guarded)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from l2o.base import LearnedOptimizer
+from l2o.guard import (
+    GuardState, check_smoothing, check_transform, check_value_fn, guarded_update,
+    init_guard_state, loss_guarded,
+)
+
+Params = Any
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class GuardedOptimizer(LearnedOptimizer):
+    """A `LearnedOptimizer` plus its LGL2O guard, itself a `LearnedOptimizer`.
+
+    Attributes:
+      learned: the guarded learned optimizer (e.g. ``l2o.MLPOptimizer()``).
+      fallback: optax transform taking over when it predicts a lower loss.
+      shadow: run the fallback alone beside the guarded run and reset to it when the
+        guarded point falls behind (module doc of `l2o.guard`).
+      smoothing: decay of the running gap that a reset to the shadow also needs
+        (`loss_guarded`).
+    """
+
+    learned: LearnedOptimizer
+    fallback: optax.GradientTransformation = optax.adam(1e-3)
+    shadow: bool = True
+    smoothing: float = 0.5
+
+    needs_value_fn: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if not isinstance(self.learned, LearnedOptimizer):
+            raise TypeError(
+                "GuardedOptimizer: learned must be a LearnedOptimizer (subclass of "
+                f"l2o.LearnedOptimizer); got {type(self.learned).__name__}. To guard a "
+                "plain optax transform use loss_guarded(tx, fallback)."
+            )
+        check_transform(self.fallback, "fallback")
+        check_smoothing(self.smoothing)
+
+    @property
+    def name(self) -> str:
+        """``"guarded-" + learned.name``."""
+        return f"guarded-{self.learned.name}"
+
+    @property
+    def uses_loss(self) -> bool:
+        """Whether ``update`` needs the current loss (as the learned optimizer does)."""
+        return self.learned.uses_loss
+
+    def feature_names(self) -> list[str]:
+        """The learned optimizer's inputs (the guard adds none)."""
+        return self.learned.feature_names()
+
+    def init_meta_params(self, key: jax.Array) -> Any:
+        """The learned optimizer's fresh ``theta`` (the guard has no meta-parameters)."""
+        return self.learned.init_meta_params(key)
+
+    def init(self, theta: Any, params: Params, num_steps: int | jax.Array) -> GuardState:
+        """`GuardState` with the learned state for ``num_steps`` and a fresh fallback state."""
+        learned_state = self.learned.init(theta, params, num_steps)
+        fallback_state = optax.with_extra_args_support(self.fallback).init(params)
+        return init_guard_state(learned_state, fallback_state, params if self.shadow else None)
+
+    def update(
+        self,
+        theta: Any,
+        grads: Params,
+        state: GuardState,
+        params: Params,
+        loss: jax.Array | None = None,
+        value_fn: Callable[[Params], jax.Array] | None = None,
+    ) -> tuple[Params, GuardState]:
+        """One guarded step (`l2o.guard.guarded_update`); ``value_fn`` is required.
+
+        ``loss`` (scalar, the loss at ``params``) goes to the learned optimizer and, as
+        ``value``, to the fallback.
+        """
+        check_value_fn(value_fn, f"{self.name}.update")
+        loss = jnp.zeros((), jnp.float32) if loss is None else jnp.asarray(loss, jnp.float32)
+        fallback = optax.with_extra_args_support(self.fallback)
+
+        def learned_update(g, s, p):
+            return self.learned.update(theta, g, s, p, loss)
+
+        def fallback_update(g, s, p, at_value=None):
+            return fallback.update(g, s, p, value=loss if at_value is None else at_value)
+
+        return guarded_update(learned_update, fallback_update, grads, state, params, value_fn,
+                              self.smoothing)
+
+    def as_optax(self, theta: Any, num_steps: int | None = None) -> optax.GradientTransformationExtraArgs:
+        """``loss_guarded(learned.as_optax(theta, num_steps), fallback, ...)``, same settings."""
+        return loss_guarded(self.learned.as_optax(theta, num_steps), self.fallback,
+                            shadow=self.shadow, smoothing=self.smoothing)
