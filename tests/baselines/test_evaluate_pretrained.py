@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from helpers import load_script as _load
+from helpers.scripts import load_script as _load
 
 
 def load_script():

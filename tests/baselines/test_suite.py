@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from helpers import ROOT, load_script
+from helpers.scripts import ROOT, load_script
 
 from baselines import evaluate, optimizers, suite, suite_report
 from baselines.evaluate import EvalResult
