@@ -31,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("optimizers", nargs="*",
-                        help="shipped learned optimizers or theta files (default: all shipped)")
+                        help="shipped learned optimizers or theta files (default: all shipped; "
+                        "baseline names are skipped, the suite always runs them)")
     parser.add_argument("--guard", action="store_true",
                         help="also run each learned optimizer under the loss guard")
     parser.add_argument("--problems", default=None,
@@ -45,51 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def resolve(entries: list[str]) -> dict:
-    """Row name -> ``num_steps -> optax transform`` for shipped names and theta files."""
-    import l2o
-    from baselines import registry
-    from baselines.cli import resolve_optimizer
-
-    entries = entries or l2o.list_pretrained()
-    baselines = [e for e in entries if e in registry.names()]
-    if baselines:
-        raise SystemExit(f"heldout_suite: {baselines} are baselines, which the suite always "
-                         "tunes and runs; pass learned optimizers only.")
-    try:
-        return {(e if e in l2o.list_pretrained() else Path(e).stem): resolve_optimizer(e)
-                for e in entries}
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"heldout_suite: error: {err}") from None
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from baselines import suite, suite_report
-    from tasks import heldout
+    import l2o
+    from baselines.suite_cli import run_and_report
 
-    for flag in ("steps", "seeds"):
-        if getattr(args, flag) < 1:
-            raise SystemExit(f"--{flag} must be >= 1, got {getattr(args, flag)}.")
-    problems = None
-    if args.problems:
-        problems = [p.strip() for p in args.problems.split(",") if p.strip()]
-        try:
-            for name in problems:
-                heldout.get(name)
-        except KeyError as err:
-            raise SystemExit(f"heldout_suite: error: {err.args[0]}") from None
-    optimizers = resolve(args.optimizers)
-    results = suite.run_suite(optimizers, problems, steps=args.steps, num_seeds=args.seeds,
-                              guard=args.guard, key=jax.random.PRNGKey(args.seed))
-    paths = suite_report.write_report(results, args.out)
-    print(f"wrote {paths['markdown']} and {paths['json']} ({results.device}, "
-          f"{results.seconds:.0f} s)")
-    for row, a in results.aggregates.items():
-        s = a["speedup"]
-        print(f"{row:24s} speedup median {s['median']:.3g}x  IQM {s['iqm']:.3g}x  "
-              f"wins {a['win_rate']:.2f}  loss ratio max {a['loss_ratio_max']:.3g}  "
-              f"diverged {a['divergences']}/{a['num_runs']}")
+    args = parse_args(argv)
+    run_and_report(args.optimizers or l2o.list_pretrained(), args.problems, args.steps,
+                   args.seeds, args.guard, args.seed, args.out)
     return 0
 
 

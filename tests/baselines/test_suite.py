@@ -151,7 +151,6 @@ def test_errors(kwargs, error, message):
 
 @pytest.mark.parametrize("args, message", [
     (["--problems", "wine-deep"], "Did you mean 'wine-deep-gelu'?"),
-    (["adam"], "['adam'] are baselines"),
     (["--steps", "0"], "--steps must be >= 1, got 0."),
     (["no/such/theta"], "unknown optimizer 'no/such/theta'"),
 ])
@@ -173,3 +172,43 @@ def test_script_end_to_end(tmp_path):
     assert {"adam", "lion", "lookahead", "adam@suite", "mlp-quadratic",
             "mlp-quadratic+guard"} == set(data["aggregates"])
     assert "mlp-quadratic+guard" in out.stdout
+
+
+def _compare(*args):
+    import argparse
+
+    from baselines import cli
+
+    parser = argparse.ArgumentParser(prog="l2o")
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    parsed = parser.parse_args(["compare", *args])
+    return parsed.func(parsed)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--suite", "heldout", "--family", "quadratic"], "pass --family or --suite, not both."),
+    (["--family", "quadratic", "--problems", "iris-elu"], "--problems needs --suite heldout."),
+    ([], "pass --family NAME (tasks.registry) or --suite heldout."),
+    (["--suite", "heldout", "--problems", "iris,wine"], "unknown held-out problem 'iris'"),
+    (["--suite", "heldout", "--seeds", "0"], "--seeds must be >= 1, got 0."),
+])
+def test_compare_cli_suite_errors(args, message):
+    with pytest.raises(SystemExit) as info:
+        _compare(*args)
+    assert message in str(info.value)
+
+
+def test_compare_cli_runs_the_suite(tmp_path, capsys):
+    """``l2o compare --suite heldout``: baseline names are skipped (always run), a learned
+    optimizer file becomes a row, the report lands in --out."""
+    import l2o
+
+    lopt = l2o.MLPOptimizer(hidden_sizes=(4,))
+    l2o.save(tmp_path / "mine", lopt, lopt.init_meta_params(jax.random.PRNGKey(0)))
+    assert _compare("--suite", "heldout", "--problems", "cancer-logreg", "--optimizers",
+                    f"adam,lion,{tmp_path / 'mine'}", "--steps", "6", "--seeds", "1",
+                    "--out", str(tmp_path / "out")) == 0
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert (data["config"]["steps"], data["config"]["num_seeds"]) == (6, 1)
+    assert list(data["aggregates"]) == ["adam", "lion", "lookahead", "adam@suite", "mine"]
+    assert "mine" in capsys.readouterr().out
