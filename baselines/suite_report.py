@@ -174,9 +174,16 @@ def _pyplot():
 
 def plot_summary(results: SuiteResults, path: Path) -> None:
     """Left: IQM (dot) and median (cross) speedup with 95% CIs; right: per-problem
-    final-loss ratios to tuned Adam (diverged problems drawn at the right edge as ×)."""
+    final-loss ratios to tuned Adam (diverged problems drawn at the right edge as red ×,
+    a zero loss at the left edge as ◁)."""
     plt = _pyplot()
     rows = list(results.aggregates)
+    ratios = {row: np.array([p.metrics[row]["loss_ratio"] for p in results.problems.values()])
+              for row in rows}
+    every = np.concatenate(list(ratios.values()))
+    positive = every[np.isfinite(every) & (every > 0)]
+    low_edge = positive.min() / 3 if positive.size else 0.1
+    high_edge = max(positive.max() * 3 if positive.size else 10.0, 10.0)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
     y = np.arange(len(rows))[::-1]
     for i, row in zip(y, rows):
@@ -185,39 +192,50 @@ def plot_summary(results: SuiteResults, path: Path) -> None:
             low, high = s[f"{key}_ci"]
             left.errorbar(s[key], i + shift, xerr=[[s[key] - low], [high - s[key]]],
                           fmt=marker, color="C0" if key == "iqm" else "C1", capsize=3)
-        ratios = np.array([p.metrics[row]["loss_ratio"] for p in results.problems.values()])
-        finite = ratios[np.isfinite(ratios) & (ratios > 0)]
-        right.scatter(finite, np.full(finite.size, i), s=14, alpha=0.7, color="C2")
-        if finite.size < ratios.size:
-            edge = max(np.max(finite) if finite.size else 10.0, 10.0)
-            right.scatter([edge] * (ratios.size - finite.size), [i] * (ratios.size - finite.size),
-                          marker="x", color="C3")
+        r = ratios[row]
+        shown = np.isfinite(r) & (r > 0)
+        right.scatter(r[shown], np.full(shown.sum(), i), s=14, alpha=0.7, color="C2")
+        zero, gone = np.isfinite(r) & (r <= 0), ~np.isfinite(r)
+        right.scatter([low_edge] * zero.sum(), [i] * zero.sum(), marker="<", color="grey")
+        right.scatter([high_edge] * gone.sum(), [i] * gone.sum(), marker="x", color="C3")
     left.axvline(1.0, color="grey", lw=0.8)
     left.set_yticks(y, rows)
     left.set_xlabel("speedup over tuned Adam (o IQM, x median; 95% CI)")
     right.axvline(1.0, color="grey", lw=0.8)
     right.set_xscale("log")
-    right.set_xlabel("final train loss ÷ tuned Adam's (one dot per problem)")
+    right.set_xlabel("final train loss ÷ tuned Adam's, per problem (x: diverged)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def plot_curves(results: SuiteResults, path: Path) -> None:
-    """Seed-mean minibatch train loss of every row, one panel per problem (log scale)."""
+    """Seed-mean minibatch train loss of every row, one panel per problem (log scale; the
+    y axis stops at 10x the largest initial loss, so blow-ups leave the panel; guarded rows
+    dashed)."""
     plt = _pyplot()
     names = list(results.problems)
     cols = min(4, len(names))
     grid_rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(grid_rows, cols, figsize=(4 * cols, 3 * grid_rows), squeeze=False)
+    colors = plt.get_cmap("tab20").colors
     for index, name in enumerate(names):
         ax = axes[index // cols][index % cols]
-        for row, (_, _, result) in results.problems[name].rows.items():
+        tops, bottoms = [], []
+        for number, (row, (kind, _, result)) in enumerate(results.problems[name].rows.items()):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 curve = np.nanmean(result.train_loss[0], 0)
-            ax.plot(np.arange(1, curve.size + 1), curve, label=row, lw=1)
+            ax.plot(np.arange(1, curve.size + 1), curve, label=row, lw=1,
+                    color=colors[(2 * number) % 20 + (number >= 10)],
+                    ls="--" if kind == "guarded" else "-")
+            finite = curve[np.isfinite(curve) & (curve > 0)]
+            if finite.size:
+                tops.append(finite[0])
+                bottoms.append(finite.min())
         ax.set_yscale("log")
+        if tops:
+            ax.set_ylim(max(min(bottoms), 1e-12) / 2, 10 * max(tops))
         ax.set_title(name, fontsize="small")
         ax.set_xlabel("step")
     for extra in range(len(names), grid_rows * cols):
