@@ -2,7 +2,7 @@
 
 Every constructor returns an ``optax.GradientTransformationExtraArgs`` that accepts
 (and ignores) the extra keyword arguments the evaluation loop passes to every
-optimizer (``value=``, ``value_fn=``), so baselines, learned optimizers and the loss
+optimizer (``value=``, ``next_loss_fn=``), so baselines, learned optimizers and the loss
 guard are interchangeable in one training loop.
 
 Lookahead (Zhang et al. 2019) is written as a plain transform over plain parameter

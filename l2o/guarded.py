@@ -3,7 +3,7 @@
 The guard's rule, its state and the optax form (`loss_guarded`) are in `l2o.guard`; this
 is the same guard with the `LearnedOptimizer` interface, so the guard can sit inside the
 meta-training loop: ``theta`` is the learned optimizer's, the state a `GuardState`, and
-``update`` needs ``value_fn`` (``needs_value_fn`` tells the inner loop to pass it)::
+``update`` needs ``next_loss_fn`` (``needs_next_loss_fn`` tells the inner loop to pass it)::
 
     guarded = GuardedOptimizer(l2o.MLPOptimizer(), optax.sgd(0.1))
     components = meta_train.build(config, lopt=guarded)
@@ -20,8 +20,8 @@ import optax
 
 from l2o.base import LearnedOptimizer
 from l2o.guard import (
-    GuardState, check_smoothing, check_transform, check_value_fn, guarded_update,
-    init_guard_state, loss_guarded,
+    GuardState, check_smoothing, check_transform, guarded_update, init_guard_state,
+    loss_guarded, resolve_next_loss_fn,
 )
 
 Params = Any
@@ -45,7 +45,7 @@ class GuardedOptimizer(LearnedOptimizer):
     shadow: bool = True
     smoothing: float = 0.5
 
-    needs_value_fn: ClassVar[bool] = True
+    needs_next_loss_fn: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.learned, LearnedOptimizer):
@@ -88,14 +88,16 @@ class GuardedOptimizer(LearnedOptimizer):
         state: GuardState,
         params: Params,
         loss: jax.Array | None = None,
+        next_loss_fn: Callable[[Params], jax.Array] | None = None,
+        *,
         value_fn: Callable[[Params], jax.Array] | None = None,
     ) -> tuple[Params, GuardState]:
-        """One guarded step (`l2o.guard.guarded_update`); ``value_fn`` is required.
+        """One guarded step (`l2o.guard.guarded_update`); ``next_loss_fn`` is required.
 
         ``loss`` (scalar, the loss at ``params``) goes to the learned optimizer and, as
-        ``value``, to the fallback.
+        ``value``, to the fallback. ``value_fn`` is the deprecated name of ``next_loss_fn``.
         """
-        check_value_fn(value_fn, f"{self.name}.update")
+        next_loss_fn = resolve_next_loss_fn(next_loss_fn, value_fn, f"{self.name}.update")
         loss = jnp.zeros((), jnp.float32) if loss is None else jnp.asarray(loss, jnp.float32)
         fallback = optax.with_extra_args_support(self.fallback)
 
@@ -105,8 +107,8 @@ class GuardedOptimizer(LearnedOptimizer):
         def fallback_update(g, s, p, at_value=None):
             return fallback.update(g, s, p, value=loss if at_value is None else at_value)
 
-        return guarded_update(learned_update, fallback_update, grads, state, params, value_fn,
-                              self.smoothing)
+        return guarded_update(learned_update, fallback_update, grads, state, params,
+                              next_loss_fn, self.smoothing)
 
     def as_optax(self, theta: Any, num_steps: int | None = None) -> optax.GradientTransformationExtraArgs:
         """``loss_guarded(learned.as_optax(theta, num_steps), fallback, ...)``, same settings."""

@@ -70,20 +70,20 @@ def test_lookahead_is_evaluated_on_slow_weights():
 
 def _probe_tx():
     """Zero updates, except the difference between this step's loss and the previous
-    step's value_fn(params): zero iff value_fn is the loss on the next minibatch."""
+    step's next_loss_fn(params): zero iff next_loss_fn is the loss on the next minibatch."""
 
     def init(params):
         return jnp.full((), jnp.nan)
 
-    def update(grads, predicted, params=None, *, value, value_fn, **extra):
+    def update(grads, predicted, params=None, *, value, next_loss_fn, **extra):
         mismatch = jnp.where(jnp.isnan(predicted), 0.0, value - predicted)
         updates = jax.tree.map(lambda g: jnp.full_like(g, mismatch), grads)
-        return updates, value_fn(params)
+        return updates, next_loss_fn(params)
 
     return optax.GradientTransformationExtraArgs(init, update)
 
 
-def test_value_and_value_fn_are_this_and_next_minibatch_loss():
+def test_value_and_next_loss_fn_are_this_and_next_minibatch_loss():
     family = toy_family(noise=0.5)
     frozen = ev.evaluate(optax.set_to_zero(), family, 12, num_seeds=2, num_tasks=1, key=KEY)
     probe = ev.evaluate(_probe_tx(), family, 12, num_seeds=2, num_tasks=1, key=KEY)

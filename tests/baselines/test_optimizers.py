@@ -26,7 +26,7 @@ def _params0():
 
 def _run(tx, grads_seq, params):
     """Apply tx for len(grads_seq) steps (grads given, not computed); returns params per step."""
-    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.float32(1.0), value_fn=lambda q: 0.0))
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.float32(1.0), next_loss_fn=lambda q: 0.0))
     state = tx.init(params)
     history = []
     for grads in grads_seq:
@@ -157,7 +157,7 @@ def test_registry_specs_build_and_step(name):
     tx = spec.make(**spec.defaults)
     params = {"w": jnp.ones(3)}
     state = tx.init(params)
-    updates, _ = tx.update({"w": jnp.ones(3)}, state, params, value=jnp.float32(1.0), value_fn=lambda p: 0.0)
+    updates, _ = tx.update({"w": jnp.ones(3)}, state, params, value=jnp.float32(1.0), next_loss_fn=lambda p: 0.0)
     assert np.all(np.asarray(updates["w"]) < 0)  # a descent step on a positive gradient
     assert spec.eval_params(state, params) is params or name == "lookahead"
 

@@ -85,7 +85,7 @@ def make_run(tx, problem, steps, record_full=False):
             next_key = jax.random.fold_in(key, t + 1)
             loss, grads = jax.value_and_grad(problem.loss)(params, batch_key)
             updates, state = tx.update(
-                grads, state, params, value=loss, value_fn=lambda p: problem.loss(p, next_key)
+                grads, state, params, value=loss, next_loss_fn=lambda p: problem.loss(p, next_key)
             )
             out = jnp.stack([loss, problem.full_loss(params)]) if record_full else loss
             return (optax.apply_updates(params, updates), state), out
@@ -298,7 +298,7 @@ def test_counters_and_recorded_losses_follow_the_rule_exactly():
     loss_fn = lambda p: 0.5 * p["x"] ** 2  # noqa: E731
     params = {"x": jnp.float32(1.0)}
     state = tx.init(params)
-    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=loss_fn(p), value_fn=loss_fn))
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=loss_fn(p), next_loss_fn=loss_fn))
     x = 1.0
     for t in range(6):
         grads = jax.grad(loss_fn)(params)
@@ -321,17 +321,17 @@ def test_finite_learned_beats_non_finite_fallback_and_zero_update_when_both_fail
     params = {"x": jnp.array([1.0, 2.0])}
     grads = jax.grad(loss_fn)(params)
     tx = loss_guarded(optax.sgd(0.1), optax.sgd(-1e3))  # fallback ascends to exp(1e4) = inf
-    updates, state = tx.update(grads, tx.init(params), params, value_fn=loss_fn)
+    updates, state = tx.update(grads, tx.init(params), params, next_loss_fn=loss_fn)
     assert bool(state.used_learned) and not np.isfinite(float(state.fallback_loss))
     np.testing.assert_allclose(updates["x"], -0.1 * grads["x"], rtol=1e-6)
     # Both fail: the per-step rule takes the fallback (a shadow run would jump to its own
     # next point instead, which is no better here: it ascends too).
     tx = loss_guarded(nan_producing(), optax.sgd(-1e3), shadow=False)
-    updates, state = tx.update(grads, tx.init(params), params, value_fn=loss_fn)
+    updates, state = tx.update(grads, tx.init(params), params, next_loss_fn=loss_fn)
     assert not bool(state.used_learned) and int(state.num_fallback) == 1
     np.testing.assert_allclose(updates["x"], 1e3 * grads["x"], rtol=1e-6)
     tx = loss_guarded(nan_producing(), nan_producing())  # NaN coordinates become no move
-    updates, state = tx.update(grads, tx.init(params), params, value_fn=loss_fn)
+    updates, state = tx.update(grads, tx.init(params), params, next_loss_fn=loss_fn)
     np.testing.assert_array_equal(updates["x"], [0.0, 0.0])
 
 
@@ -355,7 +355,7 @@ def test_guard_stats_finds_the_guard_inside_a_chain_and_rejects_other_states():
     tx = optax.chain(loss_guarded(optax.sgd(0.1), optax.sgd(0.1)), optax.scale(1.0))
     params = {"x": jnp.ones(3)}
     state = tx.init(params)
-    _, state = tx.update(params, state, params, value_fn=lambda p: jnp.sum(p["x"] ** 2))
+    _, state = tx.update(params, state, params, next_loss_fn=lambda p: jnp.sum(p["x"] ** 2))
     assert int(guard_stats(state)["num_learned"]) == 1
     assert isinstance(state[0], GuardState)
     with pytest.raises(ValueError, match="exactly one GuardState"):
@@ -366,14 +366,14 @@ def test_boundary_errors_say_how_to_call():
     params = {"x": jnp.ones(3)}
     tx = loss_guarded(optax.sgd(0.1))
     state = tx.init(params)
-    with pytest.raises(ValueError, match=r"value_fn=lambda p: loss_fn\(p, next_batch\)"):
+    with pytest.raises(ValueError, match=r"needs next_loss_fn.*next_loss_fn=lambda p: loss_fn\(p, next_batch\)"):
         tx.update(params, state, params, value=1.0)
     with pytest.raises(TypeError, match="callable"):
-        tx.update(params, state, params, value_fn=3.0)
+        tx.update(params, state, params, next_loss_fn=3.0)
     with pytest.raises(ValueError, match=r"scalar loss; got an array of shape \(3,\)"):
-        tx.update(params, state, params, value_fn=lambda p: p["x"])
+        tx.update(params, state, params, next_loss_fn=lambda p: p["x"])
     with pytest.raises(ValueError, match="needs the current params"):
-        tx.update(params, state, value_fn=lambda p: 0.0)
+        tx.update(params, state, next_loss_fn=lambda p: 0.0)
     with pytest.raises(TypeError, match="learned must be an optax GradientTransformation"):
         loss_guarded(lambda g: g)
     with pytest.raises(TypeError, match="fallback must be an optax GradientTransformation"):
@@ -392,8 +392,25 @@ def test_value_and_extra_args_reach_both_inner_optimizers():
 
     tx = loss_guarded(recording("learned"), recording("fallback"))
     params = {"x": jnp.ones(2)}
-    value_fn = lambda p: 0.25 * jnp.sum(p["x"])  # noqa: E731
-    tx.update(params, tx.init(params), params, value=2.5, value_fn=value_fn, step_size=1)
-    assert seen["learned"] == [(2.5, ["step_size", "value_fn"])]
+    next_loss_fn = lambda p: 0.25 * jnp.sum(p["x"])  # noqa: E731
+    tx.update(params, tx.init(params), params, value=2.5, next_loss_fn=next_loss_fn, step_size=1)
+    assert seen["learned"] == [(2.5, ["next_loss_fn", "step_size"])]
     # The fallback's own candidate, then the shadow run's step with the shadow's loss.
-    assert seen["fallback"] == [(2.5, ["step_size", "value_fn"]), (0.5, ["step_size", "value_fn"])]
+    assert seen["fallback"] == [(2.5, ["next_loss_fn", "step_size"]),
+                                (0.5, ["next_loss_fn", "step_size"])]
+    # optax's value_fn (the current batch's loss) is passed on as given, beside it.
+    seen["learned"].clear()
+    tx.update(params, tx.init(params), params, value=2.5, next_loss_fn=next_loss_fn,
+              value_fn=lambda p: 0.0)
+    assert seen["learned"] == [(2.5, ["next_loss_fn", "value_fn"])]
+
+
+def test_value_fn_is_a_deprecated_alias_of_next_loss_fn():
+    params = {"x": jnp.array([1.0, -2.0])}
+    loss_fn = lambda p: jnp.sum(p["x"] ** 2)  # noqa: E731
+    tx = loss_guarded(optax.sgd(0.1), optax.sgd(0.3))
+    new = tx.update(params, tx.init(params), params, next_loss_fn=loss_fn)
+    with pytest.warns(DeprecationWarning, match="pass next_loss_fn="):
+        old = tx.update(params, tx.init(params), params, value_fn=loss_fn)
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(old)):
+        np.testing.assert_array_equal(a, b)

@@ -39,7 +39,7 @@ def test_mlp_lopt_trains_flax_model_on_digits():
         def step(carry, key):
             params, state = carry
             loss, grads = jax.value_and_grad(loss_fn)(params, key)
-            updates, state = tx.update(grads, state, params, value=loss, value_fn=loss_fn)
+            updates, state = tx.update(grads, state, params, value=loss, next_loss_fn=loss_fn)
             return (optax.apply_updates(params, updates), state), loss
 
         (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(jax.random.key(2), 150))

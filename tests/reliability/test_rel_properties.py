@@ -93,7 +93,7 @@ def _guarded_step(learned_loss, fallback_loss, learned_step):
     def value_fn(p):
         return jnp.where(p["x"] > 0, learned_loss, fallback_loss)
 
-    updates, state = tx.update(params, state, params, value=0.0, value_fn=value_fn)
+    updates, state = tx.update(params, state, params, value=0.0, next_loss_fn=value_fn)
     return updates["x"], l2o.guard_stats(state)
 
 
