@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from baselines import cli
-from toy import toy_family
 
 
 def _parser():

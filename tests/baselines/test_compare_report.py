@@ -12,7 +12,7 @@ from baselines import evaluate as ev
 from baselines import optimizers, registry
 from baselines.report import write_report
 from baselines.tune import tail_mean
-from toy import toy_family
+from helpers.toy_family import toy_family
 
 KEY = jax.random.PRNGKey(11)
 STEPS = 30

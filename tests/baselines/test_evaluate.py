@@ -8,7 +8,7 @@ import pytest
 
 from baselines import evaluate as ev
 from baselines import optimizers
-from toy import quadratic, toy_family
+from helpers.toy_family import quadratic, toy_family
 
 KEY = jax.random.PRNGKey(3)
 

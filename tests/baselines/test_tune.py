@@ -7,7 +7,7 @@ import pytest
 from baselines import evaluate as ev
 from baselines import registry
 from baselines.tune import tail_mean, tune
-from toy import toy_family
+from helpers.toy_family import toy_family
 
 KEY = jax.random.PRNGKey(7)
 

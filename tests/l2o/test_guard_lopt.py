@@ -5,15 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_guard import (  # noqa: F401
-    SETTINGS, fallback_alone, gd_fallback, make_run, quadratic_problem,
-)
-
 import l2o
+from helpers.guard import SETTINGS, fallback_alone, gd_fallback, make_run, quadratic_problem
+from helpers.lopt import ARCHITECTURES
 from l2o.base import LearnedOptimizer
 from l2o import GuardedOptimizer, GuardState, guard_stats
 
-NAMES = l2o.registry.names()
+NAMES = ARCHITECTURES
 
 
 def scaled_theta(lopt, scale, seed=0):
@@ -80,7 +78,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, setting", CASES)
-def test_diverging_learned_optimizer_is_contained(name, setting, fallback_alone):  # noqa: F811
+def test_diverging_learned_optimizer_is_contained(name, setting):
     """theta x300: alone the optimizer reaches inf / 1e26 losses; guarded it matches Adam."""
     make_problem, fallback, steps = SETTINGS[setting]
     problem = make_problem()

@@ -12,7 +12,7 @@ from baselines.evaluate import evaluate_grid
 from l2o import GuardedOptimizer, guard_stats, loss_guarded
 from l2o.guard import _find_guard_state
 
-from test_guard import SETTINGS, make_run, nan_producing
+from helpers.guard import SETTINGS, make_run, nan_producing
 
 
 def constant_rule(step=1.0):

@@ -19,7 +19,7 @@ from meta_train.pes import ESGradientEstimator
 from tasks import registry as task_registry
 from tasks.data import DatasetNotFoundError, load_dataset
 
-from rel_helpers import SMALL_LSTM, SMALL_MLP, tiny_config
+from helpers.reliability import SMALL_LSTM, SMALL_MLP, tiny_config
 
 
 # ----------------------------------------------------------------------- unknown names

@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 import l2o
 
-from rel_helpers import SMALL_LSTM, SMALL_MLP
+from helpers.reliability import SMALL_LSTM, SMALL_MLP
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
