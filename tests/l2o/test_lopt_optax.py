@@ -93,10 +93,10 @@ def test_as_optax_rejects_bad_theta_and_horizon():
 
 
 def test_registry():
-    assert l2o.registry.names() == ["lstm", "mlp"]
+    assert l2o.registry.names() == ["guarded", "lstm", "mlp"]
     assert l2o.registry.get("mlp", hidden_sizes=[16]) == l2o.MLPOptimizer(hidden_sizes=(16,))
     assert isinstance(l2o.registry.get("lstm", hidden_size=4), l2o.LSTMOptimizer)
-    with pytest.raises(KeyError, match="unknown learned optimizer 'adam'.*'lstm', 'mlp'"):
+    with pytest.raises(KeyError, match="unknown learned optimizer 'adam'.*'guarded', 'lstm', 'mlp'"):
         l2o.registry.get("adam")
     with pytest.raises(TypeError, match="no config field.*'hidden'.*valid"):
         l2o.registry.get("mlp", hidden=3)

@@ -141,7 +141,7 @@ def test_cli_unknown_family_and_lopt_exit_cleanly(capsys):
     err = capsys.readouterr().err
     assert "unknown task family 'imagenet'; valid: [" in err and "'quadratic'" in err
     assert main(["meta-train", "--lopt", "transformer"]) == 2
-    assert "unknown lopt 'transformer'; valid: ['lstm', 'mlp']" in capsys.readouterr().err
+    assert "unknown lopt 'transformer'; valid: ['guarded', 'lstm', 'mlp']" in capsys.readouterr().err
 
 
 def test_compare_cli_unknown_optimizer_exits_with_one_line():
