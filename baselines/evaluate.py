@@ -266,7 +266,7 @@ def evaluate(
     if not hasattr(tx, "init") or not hasattr(tx, "update"):
         raise TypeError(
             f"tx must be an optax GradientTransformation, got {type(tx).__name__}; build "
-            "one with baselines.optimizers.adam(1e-3) or lopt.as_optax(theta, num_steps)."
+            "one with optax.adam(1e-3) or lopt.as_optax(theta, num_steps)."
         )
     return evaluate_grid(
         lambda: tx, None, family, steps, num_seeds, num_tasks, key, eval_params, num_evals,

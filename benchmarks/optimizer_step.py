@@ -64,7 +64,7 @@ def make_transform(name: str, key: jax.Array) -> optax.GradientTransformationExt
     if name == "adam":
         return baseline_optimizers.adam(1e-3)
     if name == "lion":
-        return baseline_optimizers.lion(1e-4)
+        return baseline_optimizers.lion(1e-4, weight_decay=0.0)
     if name == "lookahead":
         return baseline_optimizers.lookahead(baseline_optimizers.adam(1e-3))
     learned = {"mlp": l2o.MLPOptimizer, "lstm": l2o.LSTMOptimizer}
