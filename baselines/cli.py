@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     for name, row in results.rows.items():
         m = row.metrics
         print(
-            f"{name:24s} final {m['final_loss']:.4g}  speedup {m['speedup_median']:.3g}x  "
+            f"{name:24s} final train {m['final_train_loss']:.4g}  tail train "
+            f"{m['tail_train_loss']:.4g}  speedup {m['speedup_median']:.3g}x  "
             f"wins {m['win_rate']:.2f}  diverged {m['divergences']}/{m['num_runs']}"
         )
     return 0

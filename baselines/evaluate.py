@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from baselines.optimizers import eval_params as default_eval_params
+from tasks.evaluation import final_losses
 
 BLOWUP_FACTOR = 1e3
 # Short runs are re-executed (same inputs, same outputs) and the fastest time is kept,
@@ -43,8 +44,9 @@ class EvalResult:
         gradient was taken at; non-finite values replaced by NaN.
       eval_steps: ``[num_evals + 1]`` steps at which evaluation happened (0 and steps
         included).
-      eval_loss: ``[..., num_evals + 1]`` ``eval_loss(eval_params, key, "test")``.
-      eval_train_loss: same on the ``"train"`` split.
+      eval_loss: ``[..., num_evals + 1]`` test-split loss of the evaluated params
+        (`tasks.evaluation.final_losses`); its last entry is ``final_test_loss``.
+      eval_train_loss: same on the ``"train"`` split (last entry: ``final_train_loss``).
       num_nonfinite: ``[...]`` number of steps whose train loss was NaN/inf.
       diverged: ``[...]`` bool, NaN/inf seen or final loss > 1e3 × (|initial| + 1).
       seconds_per_step: wall-clock per step of the whole batched call, after compile,
@@ -100,9 +102,9 @@ def make_run(
         opt_state = tx.init(params)
 
         def evaluate_now(params, opt_state, index):
-            target = eval_params(opt_state, params)
-            key = jax.random.fold_in(key_eval, index)
-            return task.eval_loss(target, key, "test"), task.eval_loss(target, key, "train")
+            final = final_losses(task, eval_params(opt_state, params),
+                                 jax.random.fold_in(key_eval, index))
+            return final["final_test_loss"], final["final_train_loss"]
 
         def step(carry, t):
             params, opt_state, batch_key = carry
