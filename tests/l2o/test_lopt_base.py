@@ -107,3 +107,9 @@ def test_old_home_of_guarded_optimizer_warns():
         warnings.simplefilter("error")
         with pytest.raises(AttributeError, match="no attribute 'Guarded'"):
             l2o.guard.Guarded  # noqa: B018
+
+
+def test_public_names_resolve():
+    assert {"GuardedOptimizer", "LoadedOptimizer", "OptaxSpec", "guard_stats",
+            "loss_guarded"} <= set(l2o.__all__)
+    assert [name for name in l2o.__all__ if not hasattr(l2o, name)] == []
