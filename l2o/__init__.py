@@ -2,7 +2,8 @@
 
 from l2o import registry
 from l2o.base import LearnedOptimizer
-from l2o.guard import GuardState, guard_stats, loss_guarded
+from l2o.guard import loss_guarded
+from l2o.guard_state import GuardState, guard_stats
 from l2o.guarded import GuardedOptimizer
 from l2o.io import LoadedOptimizer, list_pretrained, load, load_pretrained, save
 from l2o.lstm import LSTMOptimizer

@@ -30,9 +30,9 @@ import optax
 
 from l2o.base import LearnedOptimizer
 from l2o.guard import (
-    GuardState, check_smoothing, check_transform, guarded_update, init_guard_state,
-    loss_guarded, resolve_next_loss_fn,
+    check_smoothing, check_transform, guarded_update, loss_guarded, resolve_next_loss_fn,
 )
+from l2o.guard_state import GuardState, init_guard_state
 from l2o.optax_spec import OptaxSpec
 
 Params = Any

@@ -10,7 +10,7 @@ import l2o
 import tasks
 from baselines.evaluate import evaluate_grid
 from l2o import GuardedOptimizer, guard_stats, loss_guarded
-from l2o.guard import _find_guard_state
+from l2o.guard_state import _find_guard_state
 
 from helpers.guard import SETTINGS, make_run, nan_producing
 
