@@ -2,7 +2,7 @@
 
 Every step passes the same extra arguments to every optimizer::
 
-    updates, state = tx.update(grads, state, params, value=loss, value_fn=next_loss)
+    updates, state = tx.update(grads, state, params, value=loss, next_loss_fn=next_loss)
 
 where ``loss`` is the minibatch loss at ``params`` and ``next_loss(p)`` is the loss of
 ``p`` on the *next* step's minibatch (what the loss guard compares candidates on).
@@ -113,9 +113,9 @@ def make_run(
             params, opt_state, batch_key = carry
             loss, grads = jax.value_and_grad(task.loss)(params, batch_key)
             next_key = jax.random.fold_in(key_steps, t + 1)
-            value_fn = lambda p: task.loss(p, next_key)  # noqa: E731
+            next_loss_fn = lambda p: task.loss(p, next_key)  # noqa: E731
             updates, opt_state = tx.update(
-                grads, opt_state, params, value=loss, value_fn=value_fn
+                grads, opt_state, params, value=loss, next_loss_fn=next_loss_fn
             )
             params = optax.apply_updates(params, updates)
             return (params, opt_state, next_key), loss
@@ -278,7 +278,7 @@ def evaluate(
     if not hasattr(tx, "init") or not hasattr(tx, "update"):
         raise TypeError(
             f"tx must be an optax GradientTransformation, got {type(tx).__name__}; build "
-            "one with baselines.optimizers.adam(1e-3) or lopt.as_optax(theta, num_steps)."
+            "one with optax.adam(1e-3) or lopt.as_optax(theta, num_steps)."
         )
     return evaluate_grid(
         lambda: tx, None, family, steps, num_seeds, num_tasks, key, eval_params, num_evals,

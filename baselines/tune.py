@@ -56,7 +56,7 @@ class TuneResult:
         """True when the winning learning rate is the smallest or largest one tried
         (the grid should probably be widened in that direction)."""
         for name, value in self.best.items():
-            if name != "lr":
+            if name != "learning_rate":
                 continue
             values = sorted({p[name] for p in self.grid})
             if len(values) > 1 and value in (values[0], values[-1]):

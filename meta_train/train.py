@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from tqdm.auto import tqdm
 
+from l2o.io import check_saveable
 from meta_train import distributed
 from meta_train.checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from meta_train.config import MetaTrainConfig
@@ -231,6 +232,7 @@ def train(
     if primary:
         check_writable(run_dir)
     components = build(config) if components is None else components
+    check_saveable(components.lopt)
     estimator = components.estimator
     runner = make_runner(config, estimator)
     config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from baselines import cli
-from toy import toy_family
 
 
 def _parser():
@@ -53,7 +52,7 @@ def test_run_writes_a_report_on_a_registered_family(tmp_path, capsys):
     ])
     assert cli.run(args) == 0
     data = json.loads((tmp_path / "results.json").read_text())
-    assert list(data["rows"]) == ["adam", "sgd"] and data["rows"]["sgd"]["hparams"] == {"lr": 1e-2}
+    assert list(data["rows"]) == ["adam", "sgd"] and data["rows"]["sgd"]["hparams"] == {"learning_rate": 1e-2}
     assert data["config"]["heldout_family"] == "quadratic" and not data["config"]["tune"]
     assert len(data["rows"]["adam"]["train_loss"][0][0]) == 8
     assert "speedup" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from baselines import evaluate as ev
 from baselines import optimizers, registry
 from baselines.report import write_report
 from baselines.tune import tail_mean
-from toy import toy_family
+from helpers.toy_family import toy_family
 
 KEY = jax.random.PRNGKey(11)
 STEPS = 30
@@ -28,7 +28,7 @@ def _learned_row():
 
 @pytest.fixture(scope="module")
 def results():
-    narrow = {"lr": (1e-2, 1e-1)}
+    narrow = {"learning_rate": (1e-2, 1e-1)}
     return cmp.compare(
         {
             "adam": registry.get("adam").with_grid(**narrow),
@@ -51,7 +51,7 @@ def test_reference_row_matches_a_direct_run(results):
     adam = results.rows["adam"]
     assert adam.hparams == results.tuning["adam"].best
     direct = ev.evaluate(
-        optimizers.adam(adam.hparams["lr"]), toy_family(noise=0.2), STEPS, 2, 2, jax.random.split(KEY)[1]
+        optimizers.adam(adam.hparams["learning_rate"]), toy_family(noise=0.2), STEPS, 2, 2, jax.random.split(KEY)[1]
     )
     np.testing.assert_allclose(adam.result.train_loss, direct.train_loss, rtol=1e-5)
     np.testing.assert_allclose(adam.metrics["final_loss"], tail_mean(direct.train_loss).mean(), rtol=1e-5)
@@ -99,7 +99,7 @@ def test_report_files(results, tmp_path):
     paths = write_report(results, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
     assert data["device"] == str(jax.devices()[0]) and data["versions"]["jax"] == jax.__version__
-    assert data["config"]["steps"] == STEPS and data["config"]["grids"]["adam"]["lr"] == [1e-2, 1e-1]
+    assert data["config"]["steps"] == STEPS and data["config"]["grids"]["adam"]["learning_rate"] == [1e-2, 1e-1]
     adam = data["rows"]["adam"]
     assert adam["metrics"]["final_loss"] == pytest.approx(results.rows["adam"].metrics["final_loss"])
     np.testing.assert_allclose(np.array(adam["train_loss"]), results.rows["adam"].result.train_loss)

@@ -58,7 +58,7 @@ def test_a_subclass_inherits_description_config_and_optax_form():
     assert lopt.summary().splitlines() == [
         "ScaledSign (name 'scaled-sign')", "  learning_rate: 0.5", "  features: sign(g)",
         "  meta-parameters: 1"]
-    assert lopt.uses_loss is False and lopt.needs_value_fn is False
+    assert lopt.uses_loss is False and lopt.needs_next_loss_fn is False
     assert lopt.to_config() == {"learning_rate": 0.5}
     assert ScaledSign.from_config(lopt.to_config()) == lopt
     with pytest.raises(TypeError, match=r"ScaledSign has no config field\(s\) \['lr'\]"):

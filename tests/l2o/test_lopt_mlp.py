@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from l2o import MLPOptimizer
-from lopt_helpers import quadratic_loss, train
+from helpers.lopt import quadratic_loss, train
 
 
 def _zero_last_layer(lopt, theta, bias=None):

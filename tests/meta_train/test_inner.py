@@ -30,10 +30,10 @@ class LogLrSGD(LearnedOptimizer):
     def init(self, theta, params, num_steps):
         return {"count": jnp.int32(0), "num_steps": jnp.asarray(num_steps, jnp.int32)}
 
-    def update(self, theta, grads, state, params, loss=None, value_fn=None):
+    def update(self, theta, grads, state, params, loss=None, next_loss_fn=None):
         lr = jnp.exp(theta["log_lr"])
-        if value_fn is not None:  # record that the guard hook sees the next batch's loss
-            lr = lr * jnp.where(value_fn(params) >= 0, 1.0, 0.0)
+        if next_loss_fn is not None:  # record that the guard hook sees the next batch's loss
+            lr = lr * jnp.where(next_loss_fn(params) >= 0, 1.0, 0.0)
         updates = jax.tree.map(lambda g: -lr * g, grads)
         return updates, {"count": state["count"] + 1, "num_steps": state["num_steps"]}
 
@@ -78,16 +78,16 @@ def _sgd(task, params, data_key, start, steps):
     return params["x"]
 
 
-def test_value_fn_is_the_next_steps_batch_loss(toy_family):
+def test_next_loss_fn_is_the_next_steps_batch_loss(toy_family):
     calls = []
 
     @dataclasses.dataclass(frozen=True, repr=False)
     class Recorder(LogLrSGD):
-        needs_value_fn = True
+        needs_next_loss_fn = True
 
-        def update(self, theta, grads, state, params, loss, value_fn=None):
-            calls.append(value_fn)
-            return super().update(theta, grads, state, params, loss, value_fn=value_fn)
+        def update(self, theta, grads, state, params, loss, next_loss_fn=None):
+            calls.append(next_loss_fn)
+            return super().update(theta, grads, state, params, loss, next_loss_fn=next_loss_fn)
 
     system = LearnedOptimizerSystem(toy_family, Recorder(), horizon=4)
     state = system.init(jax.random.PRNGKey(0), THETA)

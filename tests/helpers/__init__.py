@@ -1,0 +1,1 @@
+"""Code shared by the test modules (tests import from here, never from each other)."""
