@@ -18,9 +18,16 @@ def _parser():
 
 def test_parser_defaults_and_flags():
     args = _parser().parse_args(["compare", "--family", "quadratic", "--guard", "--steps", "12",
-                                 "--seeds", "3", "--num-tasks", "5", "--out", "x"])
+                                 "--seeds", "3", "--tasks", "5", "--out", "x"])
     assert args.func is cli.run and args.guard and args.optimizers == "adam,lion,lookahead"
-    assert (args.steps, args.seeds, args.num_tasks, args.out) == (12, 3, 5, "x")
+    assert (args.steps, args.seeds, args.tasks, args.out) == (12, 3, 5, "x")
+
+
+def test_old_num_tasks_flag_warns_and_means_held_out_tasks(capsys):
+    args = _parser().parse_args(["compare", "--family", "quadratic", "--num-tasks", "0"])
+    with pytest.raises(SystemExit, match="--tasks must be >= 1, got 0"):
+        cli.run(args)
+    assert "--num-tasks is deprecated here; use --tasks" in capsys.readouterr().err
 
 
 def test_resolve_optimizer_names_files_and_errors(tmp_path):
@@ -48,7 +55,7 @@ def test_resolve_families_uses_the_task_registry():
 def test_run_writes_a_report_on_a_registered_family(tmp_path, capsys):
     args = _parser().parse_args([
         "compare", "--family", "quadratic", "--optimizers", "adam,sgd", "--no-tune",
-        "--steps", "8", "--seeds", "1", "--num-tasks", "2", "--out", str(tmp_path),
+        "--steps", "8", "--seeds", "1", "--tasks", "2", "--out", str(tmp_path),
     ])
     assert cli.run(args) == 0
     data = json.loads((tmp_path / "results.json").read_text())
@@ -69,7 +76,7 @@ def test_compare_on_mlp_digits_with_a_guarded_learned_optimizer(tmp_path):
     args = _parser().parse_args([
         "compare", "--family", "mlp-digits", "--optimizers",
         f"adam,lion,lookahead,{tmp_path / 'fresh.json'}", "--guard", "--steps", "150",
-        "--seeds", "2", "--num-tasks", "2", "--out", str(tmp_path / "out"),
+        "--seeds", "2", "--tasks", "2", "--out", str(tmp_path / "out"),
     ])
     assert cli.run(args) == 0
     data = json.loads((tmp_path / "out" / "results.json").read_text())

@@ -119,8 +119,8 @@ def test_memory_and_compile_time_scripts(tmp_path):
     mem = memory.main(["--sizes", "8,4,2", "--population", "1", "--out", str(out), *TINY_PES])
     analysed = mem["outer_step"]["1"]["compiled_bytes"]
     assert analysed["total"] >= analysed["argument"] > 0
-    comp = compile_time.main(["--population", "2", "--steps", "2", "--num-tasks", "1",
-                              "--num-seeds", "1", "--optimizers", "adam", "--out", str(out),
+    comp = compile_time.main(["--population", "2", "--steps", "2", "--tasks", "1",
+                              "--seeds", "1", "--optimizers", "adam", "--out", str(out),
                               *TINY_PES])
     step = comp["outer_step"]["2"]["step"]
     assert step["compile_s"] > 0 and step["total_s"] == pytest.approx(

@@ -23,7 +23,7 @@ def test_meta_train_cli_with_the_guard_saves_and_loads_it(tmp_path, capsys):
     code = main(["meta-train", "--family", "quadratic", "--lopt", "guarded",
                  "--set", "lopt_config=" + json.dumps(GUARDED_CONFIG),
                  "--horizon", "4", "--trunc-length", "2", "--num-tasks", "2", "--num-pairs",
-                 "1", "--steps", "3", "--no-progress", "--out", str(run),
+                 "1", "--outer-steps", "3", "--no-progress", "--out", str(run),
                  "--set", "eval_every=0", "--set", "eval_tasks=1", "--set", "shard=false"])
     assert code == 0
     loaded = l2o.load(run / "theta")
@@ -35,7 +35,7 @@ def test_meta_train_cli_with_the_guard_saves_and_loads_it(tmp_path, capsys):
     # The saved optimizer runs in the comparison CLI (as a guarded row of its own).
     capsys.readouterr()
     code = main(["compare", "--family", "quadratic", "--optimizers", str(run / "theta.json"),
-                 "--no-tune", "--steps", "8", "--seeds", "1", "--num-tasks", "1",
+                 "--no-tune", "--steps", "8", "--seeds", "1", "--tasks", "1",
                  "--out", str(tmp_path / "compare")])
     assert code == 0
     rows = json.loads((tmp_path / "compare" / "results.json").read_text())["rows"]
