@@ -55,6 +55,9 @@ class EvalResult:
       device: ``str(jax.devices()[0])``.
       final_stats: ``final_stats(opt_state)`` of the last state, each ``[...]`` (e.g. the
         loss guard's ``learned_fraction``); empty when not requested.
+      final_metrics: the task's ``metrics`` on the test split at the last step other than
+        the loss (e.g. ``accuracy`` of classifiers), each ``[...]``; empty for tasks
+        without metrics.
     """
 
     train_loss: np.ndarray
@@ -67,6 +70,7 @@ class EvalResult:
     compile_seconds: float
     device: str
     final_stats: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    final_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def _chunks(steps: int, num_evals: int) -> tuple[int, int, int]:
@@ -89,7 +93,8 @@ def make_run(
     ``make_tx(**hparams)`` builds the optimizer inside the trace, so ``hparams`` (a dict
     of scalars) may be batched with ``vmap``. The returned dict holds ``train_loss``
     ``[steps]``, ``eval_loss`` and ``eval_train_loss`` ``[num_evals + 1]`` (raw, possibly
-    non-finite), and ``final_stats`` (``final_stats(last opt_state)``, or ``{}``).
+    non-finite), ``final_stats`` (``final_stats(last opt_state)``, or ``{}``) and
+    ``final_metrics`` (the task's test-split ``metrics`` at the end, loss left out).
     """
     eval_params = eval_params or default_eval_params
     num_chunks, chunk, tail = _chunks(steps, num_evals)
@@ -137,11 +142,17 @@ def make_run(
             test_losses = test_losses.at[-1].set(last[0])
             train_losses = train_losses.at[-1].set(last[1])
         stats = {} if final_stats is None else dict(final_stats(carry[1]))
+        final_metrics = {}
+        if task.metrics is not None:
+            final_key = jax.random.fold_in(key_eval, num_chunks + bool(tail))  # the last eval's
+            final_metrics = task.metrics(eval_params(carry[1], carry[0]), final_key, "test")
+            final_metrics = {k: v for k, v in final_metrics.items() if k != "loss"}
         return {
             "train_loss": losses,
             "eval_loss": test_losses,
             "eval_train_loss": train_losses,
             "final_stats": stats,
+            "final_metrics": final_metrics,
         }
 
     return run
@@ -246,6 +257,7 @@ def evaluate_grid(
         compile_seconds=compile_seconds,
         device=str(jax.devices()[0]),
         final_stats=out["final_stats"],
+        final_metrics=out["final_metrics"],
     )
 
 

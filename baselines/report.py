@@ -62,6 +62,7 @@ def results_dict(results: Results) -> dict[str, Any]:
             "diverged": row.result.diverged,
             "num_nonfinite": row.result.num_nonfinite,
             "final_stats": row.result.final_stats,
+            "final_metrics": row.result.final_metrics,
         }
     return _jsonable({
         "config": results.config,

@@ -10,5 +10,6 @@ from tasks.base import SPLITS, Task, TaskFamily
 # Importing a family module registers it (no data is touched here).
 from tasks import quadratic, rosenbrock  # noqa: E402,F401  isort: skip
 from tasks import conv, logreg, mlp  # noqa: E402,F401  isort: skip
+from tasks import autoencoder, regression  # noqa: E402,F401  isort: skip
 
 __all__ = ["SPLITS", "Task", "TaskFamily", "registry"]

@@ -23,13 +23,13 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
 from tasks.base import Task, check_split
 from tasks.sampling import (
     categorical_index, check_positive_int, check_range, log_uniform, set_fields,
 )
+from tasks.supervised import supervised_task
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
@@ -46,6 +46,16 @@ def apply_activation(names: Sequence[str], index: jax.Array, x: jax.Array) -> ja
     if len(names) == 1:
         return ACTIVATIONS[names[0]](x)
     return jax.lax.switch(index, [ACTIVATIONS[n] for n in names], x)
+
+
+def check_activations(names: str | Sequence[str]) -> tuple[str, ...]:
+    """Validate activation names (one name or a non-empty sequence of ``ACTIVATIONS`` keys)."""
+    activations = (names,) if isinstance(names, str) else tuple(names)
+    unknown = [a for a in activations if a not in ACTIVATIONS]
+    if not activations or unknown:
+        raise ValueError(
+            f"activations must be a non-empty sequence of {sorted(ACTIVATIONS)}, got {names!r}.")
+    return activations
 
 
 class DeviceData(NamedTuple):
@@ -131,17 +141,10 @@ class ClassifierConfig:
 
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}.")
-        activations = (self.activations,) if isinstance(self.activations, str) else self.activations
-        activations = tuple(activations)
-        unknown = [a for a in activations if a not in ACTIVATIONS]
-        if not activations or unknown:
-            raise ValueError(
-                f"activations must be a non-empty sequence of {sorted(ACTIVATIONS)}, "
-                f"got {self.activations!r}.")
         if not float(self.l2) >= 0:
             raise ValueError(f"l2 must be >= 0, got {self.l2!r}.")
         set_fields(
-            self, activations=activations, l2=float(self.l2),
+            self, activations=check_activations(self.activations), l2=float(self.l2),
             batch_size=check_positive_int("batch_size", self.batch_size),
             eval_batch_size=check_positive_int("eval_batch_size", self.eval_batch_size),
             init_scale_range=check_range("init_scale_range", self.init_scale_range, positive=True),
@@ -207,11 +210,6 @@ def init_params(network: Network, key: jax.Array, init_scale: jax.Array):
     return jax.tree.unflatten(network.treedef, leaves)
 
 
-def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean over the batch of ``-log softmax(logits)[label]``; logits ``(B, K)``."""
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
-
-
 def classifier_task(
     name: str,
     network: Network,
@@ -219,31 +217,14 @@ def classifier_task(
     config: ClassifierConfig,
     data: DeviceData,
 ) -> Task:
-    """A :class:`Task` training ``network.model`` (``apply(vars, x, activation)``)."""
-
-    def logits_fn(params, x):
-        return network.model.apply({"params": params}, x, cfg.activation)
-
-    def init(key):
-        return init_params(network, key, cfg.init_scale)
-
-    def loss(params, key):
-        x, y = gather_batch(data, key, "train", config.batch_size)
-        data_loss = softmax_cross_entropy(logits_fn(params, x), y)
-        if config.l2 == 0.0:
-            return data_loss
-        sq_norm = sum(jnp.sum(p**2) for p in jax.tree.leaves(params))
-        return data_loss + 0.5 * config.l2 * sq_norm
-
-    def metrics(params, key, split="test"):
-        x, y = gather_batch(data, key, split, config.eval_batch_size)
-        logits = logits_fn(params, x)
-        return {
-            "loss": softmax_cross_entropy(logits, y),
-            "accuracy": jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32)),
-        }
-
-    def eval_loss(params, key, split="test"):
-        return metrics(params, key, split)["loss"]
-
-    return Task(name=name, init=init, loss=loss, eval_loss=eval_loss, metrics=metrics)
+    """A cross-entropy :class:`Task` training ``network.model`` (``apply(vars, x, activation)``)."""
+    return supervised_task(
+        name,
+        init=lambda key: init_params(network, key, cfg.init_scale),
+        apply=lambda params, x: network.model.apply({"params": params}, x, cfg.activation),
+        gather=functools.partial(gather_batch, data),
+        loss="cross_entropy",
+        batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size,
+        l2=config.l2,
+    )

@@ -119,3 +119,25 @@ def test_bad_arguments_raise(kwargs, match):
         ev.evaluate(optimizers.adam(1e-3), toy_family(), **args)
     with pytest.raises(TypeError, match="optax GradientTransformation"):
         ev.evaluate("adam", toy_family(), 5)
+
+
+def test_final_metrics_are_the_tasks_test_metrics_at_the_end():
+    """Zero updates keep the initial params, so final_metrics is the task's test accuracy
+    at its initialisation (key derivation as documented in evaluate_grid/make_run)."""
+    from tasks import heldout
+
+    family = heldout.family("iris-elu")
+    result = ev.evaluate(optax.set_to_zero(), family, 3, num_seeds=2, num_tasks=1, key=KEY)
+    assert set(result.final_metrics) == {"accuracy"}
+    assert result.final_metrics["accuracy"].shape == (1, 2)
+    key_tasks, key_runs = jax.random.split(KEY)
+    cfg = jax.tree.map(lambda x: x[0], ev.task_configs(family, 1, key_tasks))
+    task = family.task(cfg)
+    for seed, run_key in enumerate(jax.random.split(key_runs, (1, 2))[0]):
+        params = task.init(jax.random.split(run_key, 3)[0])
+        expected = task.metrics(params, jax.random.key(0), "test")  # whole split: key unused
+        np.testing.assert_allclose(result.final_metrics["accuracy"][0, seed],
+                                   expected["accuracy"], rtol=1e-6)
+        np.testing.assert_allclose(result.eval_loss[0, seed, -1], expected["loss"], rtol=1e-5)
+    toy = ev.evaluate(optimizers.sgd(0.1), toy_family(), 3, num_seeds=1, num_tasks=1, key=KEY)
+    assert toy.final_metrics == {}
