@@ -1,7 +1,7 @@
 """``l2o compare``: tuned baselines vs learned optimizers on one task family or a suite.
 
     l2o compare --family mlp-digits --optimizers adam,lion,lookahead,NAME,path/to/theta.json \
-        --guard --steps 1000 --seeds 4 --num-tasks 8 --out runs/compare
+        --guard --steps 1000 --seeds 4 --tasks 8 --out runs/compare
     l2o compare --suite heldout --optimizers NAME,path/to/theta --guard --out runs/suite
 
 ``--suite heldout`` runs the held-out generalisation suite (``baselines.suite``: ten
@@ -10,12 +10,15 @@ steps x 3 seeds; ``--problems`` picks some) instead of one family.
 
 Each comma-separated entry of ``--optimizers`` is a baseline name
 (``baselines.registry.names()``), a shipped learned optimizer (``l2o.list_pretrained()``)
-or a file written by ``l2o.save`` (``.json`` / ``.msgpack`` / base path).
+or a file written by ``l2o.save`` (``.json`` / ``.msgpack`` / base path). ``--steps`` is
+the inner steps of every training run, ``--tasks`` x ``--seeds`` the held-out runs per
+optimizer (the same words as ``l2o meta-train`` and ``l2o demo``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +57,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"steps per run (default 1000; {DEFAULT_STEPS} with --suite)")
     parser.add_argument("--seeds", type=int, default=None,
                         help=f"seeds per task (default 4; {DEFAULT_SEEDS} with --suite)")
-    parser.add_argument("--num-tasks", type=int, default=8, help="held-out tasks (default 8)")
+    parser.add_argument("--tasks", type=int, default=8, help="held-out tasks (default 8)")
+    parser.add_argument("--num-tasks", dest="old_num_tasks", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tune-seeds", type=int, default=None, help="default: --seeds")
-    parser.add_argument("--tune-tasks", type=int, default=None, help="default: --num-tasks")
+    parser.add_argument("--tune-tasks", type=int, default=None, help="default: --tasks")
     parser.add_argument("--no-tune", action="store_true", help="use default hyper-parameters")
     parser.add_argument("--num-evals", type=int, default=10, help="held-out evaluations per run")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
@@ -122,7 +126,11 @@ def run(args: argparse.Namespace) -> int:
                          f"--suite {'|'.join(SUITES)}.")
     args.steps = 1000 if args.steps is None else args.steps
     args.seeds = 4 if args.seeds is None else args.seeds
-    for name in ("steps", "seeds", "num_tasks", "num_evals"):
+    if getattr(args, "old_num_tasks", None) is not None:
+        print("l2o compare: warning: --num-tasks is deprecated here; use --tasks (held-out "
+              "tasks; --num-tasks is meta-training's tasks per outer step).", file=sys.stderr)
+        args.tasks = args.old_num_tasks
+    for name in ("steps", "seeds", "tasks", "num_evals"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
     if not entries:
@@ -141,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         train,
         steps=args.steps,
         num_seeds=args.seeds,
-        num_tasks=args.num_tasks,
+        num_tasks=args.tasks,
         tune=not args.no_tune,
         heldout_family=heldout,
         guard=args.guard,
@@ -155,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
     for name, row in results.rows.items():
         m = row.metrics
         print(
-            f"{name:24s} final {m['final_loss']:.4g}  speedup {m['speedup_median']:.3g}x  "
+            f"{name:24s} final train {m['final_train_loss']:.4g}  tail train "
+            f"{m['tail_train_loss']:.4g}  speedup {m['speedup_median']:.3g}x  "
             f"wins {m['win_rate']:.2f}  diverged {m['divergences']}/{m['num_runs']}"
         )
     return 0

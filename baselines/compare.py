@@ -72,9 +72,8 @@ def versions() -> dict[str, str]:
     }
 
 
-def per_task_final(result: EvalResult) -> np.ndarray:
-    """``[num_tasks]`` final loss: tail-mean train loss averaged over seeds (NaN if any
-    seed diverged)."""
+def per_task_tail_loss(result: EvalResult) -> np.ndarray:
+    """``[num_tasks]`` ``tail_train_loss`` averaged over seeds (NaN if any seed diverged)."""
     return tail_mean(result.train_loss).mean(-1)
 
 
@@ -87,25 +86,26 @@ def smoothed_task_curves(result: EvalResult) -> np.ndarray:
 def row_metrics(result: EvalResult, reference: EvalResult) -> dict[str, Any]:
     """Metrics of one row against the reference (tuned Adam) on the same tasks.
 
-    - ``final_loss``: mean over non-diverged runs of the last-10%-mean train loss;
-    - ``final_test_loss``: mean over non-diverged runs of the final test-split loss;
+    - ``final_train_loss``, ``final_test_loss``, ``tail_train_loss``: means over
+      non-diverged runs of the quantities of `tasks.evaluation` (train / test split after
+      the last step; minibatch train loss over the last 10% of steps);
     - ``best_loss``: mean over tasks of the minimum of the smoothed seed-mean curve;
     - ``steps_to_target`` per task: first step the smoothed seed-mean curve is ≤ Adam's
-      final loss on that task (inf: never); ``speedup`` per task = Adam's steps ÷ these
-      (0: never), aggregated by median and by geometric mean over reached tasks;
-    - ``win_rate``: fraction of tasks whose final loss beats Adam's (ties ½, NaN loses);
+      tail train loss on that task (inf: never); ``speedup`` per task = Adam's steps ÷
+      these (0: never), aggregated by median and by geometric mean over reached tasks;
+    - ``win_rate``: fraction of tasks whose seed-mean tail train loss beats Adam's (ties
+      ½, NaN loses);
     - ``divergences`` (runs with NaN/inf or blow-up) out of ``num_runs``;
     - ``time_ratio``: wall-clock per step ÷ Adam's;
     - ``guard_learned_fraction`` (guarded rows only): mean fraction of steps on which the
       guard took the learned candidate.
     """
-    finals = per_task_final(result)
-    reference_finals = per_task_final(reference)
-    run_finals = tail_mean(result.train_loss)
+    finals = per_task_tail_loss(result)
+    reference_finals = per_task_tail_loss(reference)
     ok = ~result.diverged
     curves = smoothed_task_curves(result)
     reference_curves = smoothed_task_curves(reference)
-    # The smoothed curve's last value is Adam's final loss; taking it from the same array
+    # The smoothed curve's last value is Adam's tail train loss; taking it from the same array
     # (not recomputed) guarantees Adam reaches its own target despite rounding.
     targets = reference_curves[:, -1]
     reference_steps = metrics.steps_to_target(reference_curves, targets)
@@ -124,8 +124,9 @@ def row_metrics(result: EvalResult, reference: EvalResult) -> dict[str, Any]:
         extra["guard_learned_fraction"] = float(result.final_stats["learned_fraction"].mean())
     return {
         **extra,
-        "final_loss": safe_mean(run_finals[ok]),
+        "final_train_loss": safe_mean(result.eval_train_loss[..., -1][ok]),
         "final_test_loss": safe_mean(result.eval_loss[..., -1][ok]),
+        "tail_train_loss": safe_mean(tail_mean(result.train_loss)[ok]),
         "best_loss": safe_mean(best),
         "steps_to_target": float(np.median(steps)),
         "speedup_median": float(np.median(speedups)),
@@ -137,8 +138,8 @@ def row_metrics(result: EvalResult, reference: EvalResult) -> dict[str, Any]:
         "seconds_per_step": result.seconds_per_step,
         "time_ratio": result.seconds_per_step / reference.seconds_per_step,
         "per_task": {
-            "final_loss": finals.tolist(),
-            "reference_final_loss": reference_finals.tolist(),
+            "tail_train_loss": finals.tolist(),
+            "reference_tail_train_loss": reference_finals.tolist(),
             "steps_to_target": steps.tolist(),
             "speedup": speedups.tolist(),
         },
@@ -277,6 +278,6 @@ def compare(
         "num_evals": num_evals,
         "reference": REFERENCE,
         "grids": {name: spec.grid for name, spec in specs.items()},
-        "selection": "mean over train tasks x seeds of the last-10%-mean train loss",
+        "selection": "mean over train tasks x seeds of the tail train loss",
     }
     return Results(rows, tuning, config, reference.device, versions())

@@ -2,7 +2,7 @@
 
 Every step passes the same extra arguments to every optimizer::
 
-    updates, state = tx.update(grads, state, params, value=loss, value_fn=next_loss)
+    updates, state = tx.update(grads, state, params, value=loss, next_loss_fn=next_loss)
 
 where ``loss`` is the minibatch loss at ``params`` and ``next_loss(p)`` is the loss of
 ``p`` on the *next* step's minibatch (what the loss guard compares candidates on).
@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from baselines.optimizers import eval_params as default_eval_params
+from tasks.evaluation import final_losses
 
 BLOWUP_FACTOR = 1e3
 # Short runs are re-executed (same inputs, same outputs) and the fastest time is kept,
@@ -43,8 +44,9 @@ class EvalResult:
         gradient was taken at; non-finite values replaced by NaN.
       eval_steps: ``[num_evals + 1]`` steps at which evaluation happened (0 and steps
         included).
-      eval_loss: ``[..., num_evals + 1]`` ``eval_loss(eval_params, key, "test")``.
-      eval_train_loss: same on the ``"train"`` split.
+      eval_loss: ``[..., num_evals + 1]`` test-split loss of the evaluated params
+        (`tasks.evaluation.final_losses`); its last entry is ``final_test_loss``.
+      eval_train_loss: same on the ``"train"`` split (last entry: ``final_train_loss``).
       num_nonfinite: ``[...]`` number of steps whose train loss was NaN/inf.
       diverged: ``[...]`` bool, NaN/inf seen or final loss > 1e3 × (|initial| + 1).
       seconds_per_step: wall-clock per step of the whole batched call, after compile,
@@ -105,17 +107,17 @@ def make_run(
         opt_state = tx.init(params)
 
         def evaluate_now(params, opt_state, index):
-            target = eval_params(opt_state, params)
-            key = jax.random.fold_in(key_eval, index)
-            return task.eval_loss(target, key, "test"), task.eval_loss(target, key, "train")
+            final = final_losses(task, eval_params(opt_state, params),
+                                 jax.random.fold_in(key_eval, index))
+            return final["final_test_loss"], final["final_train_loss"]
 
         def step(carry, t):
             params, opt_state, batch_key = carry
             loss, grads = jax.value_and_grad(task.loss)(params, batch_key)
             next_key = jax.random.fold_in(key_steps, t + 1)
-            value_fn = lambda p: task.loss(p, next_key)  # noqa: E731
+            next_loss_fn = lambda p: task.loss(p, next_key)  # noqa: E731
             updates, opt_state = tx.update(
-                grads, opt_state, params, value=loss, value_fn=value_fn
+                grads, opt_state, params, value=loss, next_loss_fn=next_loss_fn
             )
             params = optax.apply_updates(params, updates)
             return (params, opt_state, next_key), loss
@@ -142,7 +144,8 @@ def make_run(
         stats = {} if final_stats is None else dict(final_stats(carry[1]))
         final_metrics = {}
         if task.metrics is not None:
-            final_key = jax.random.fold_in(key_eval, num_chunks + bool(tail))  # the last eval's
+            # the test-split key of the last evaluation (tasks.evaluation.final_losses)
+            final_key = jax.random.split(jax.random.fold_in(key_eval, num_chunks + bool(tail)))[1]
             final_metrics = task.metrics(eval_params(carry[1], carry[0]), final_key, "test")
             final_metrics = {k: v for k, v in final_metrics.items() if k != "loss"}
         return {
@@ -292,7 +295,7 @@ def evaluate(
     if not hasattr(tx, "init") or not hasattr(tx, "update"):
         raise TypeError(
             f"tx must be an optax GradientTransformation, got {type(tx).__name__}; build "
-            "one with baselines.optimizers.adam(1e-3) or lopt.as_optax(theta, num_steps)."
+            "one with optax.adam(1e-3) or lopt.as_optax(theta, num_steps)."
         )
     return evaluate_grid(
         lambda: tx, None, family, steps, num_seeds, num_tasks, key, eval_params, num_evals,

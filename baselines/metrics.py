@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from baselines.tune import TAIL_FRACTION
+from tasks.evaluation import TAIL_FRACTION, tail_width
 
 
 def smoothing_window(steps: int, fraction: float = TAIL_FRACTION) -> int:
     """Width of the trailing window: ``ceil(fraction·steps)`` (≥ 1).
 
-    It equals the tail used for the final loss, so the smoothed curve's last value is
-    exactly the final loss and a run always "reaches" its own final loss.
+    It equals the tail of ``tail_train_loss``, so the smoothed curve's last value is
+    exactly that loss and a run always "reaches" its own tail train loss.
     """
-    return max(1, int(np.ceil(fraction * steps)))
+    return tail_width(steps, fraction)
 
 
 def smooth(curves: np.ndarray, window: int) -> np.ndarray:

@@ -1,18 +1,24 @@
-"""Hand-designed baseline optimizers: Adam, Lion, SGD and Lookahead.
+"""Hand-designed baseline optimizers: Adam, Lion, SGD (optax's own) and Lookahead.
 
-Every constructor returns an ``optax.GradientTransformationExtraArgs`` that accepts
-(and ignores) the extra keyword arguments the evaluation loop passes to every
-optimizer (``value=``, ``value_fn=``), so baselines, learned optimizers and the loss
-guard are interchangeable in one training loop.
+``adam``, ``lion`` and ``sgd`` *are* ``optax.adam``, ``optax.lion`` and ``optax.sgd``:
+same arguments, order and defaults (``lion(learning_rate, b1=0.9, b2=0.99, mu_dtype=None,
+weight_decay=1e-3)``: pass ``weight_decay`` by keyword). A wrapper would add nothing: they already accept and ignore the
+extra keyword arguments the evaluation loop passes to every optimizer (``value=``,
+``next_loss_fn=``), so baselines, learned optimizers and the loss guard are
+interchangeable in one training loop, and their learning rate may be a traced scalar (a
+grid is ``vmap``ped).
 
-Lookahead (Zhang et al. 2019) is written as a plain transform over plain parameter
-pytrees: the parameters the caller holds are the *fast* weights, the optimizer state
-keeps the *slow* weights, and :func:`lookahead_slow_params` / :func:`eval_params`
+Lookahead (Zhang et al. 2019) is written here, with optax's argument names
+(``lookahead(fast_optimizer, sync_period, slow_step_size)``), because ``optax.lookahead``
+works on a ``LookaheadParams(fast, slow)`` pair: this one is a plain transform over plain
+parameter pytrees. The parameters the caller holds are the *fast* weights, the optimizer
+state keeps the *slow* weights, and :func:`lookahead_slow_params` / :func:`eval_params`
 return the slow weights, which the paper uses for evaluation.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -21,62 +27,16 @@ import optax
 
 Params = Any
 
-
-def _check_positive(name: str, value: Any) -> None:
-    """Raise if a Python-number hyper-parameter is not a positive finite float."""
-    if isinstance(value, (int, float)) and not (value > 0 and value < float("inf")):
-        raise ValueError(
-            f"{name} must be a positive finite number, got {value!r}; "
-            f"pass e.g. {name}=1e-3."
-        )
-
-
-def adam(lr: float | jax.Array, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
-    """Adam (Kingma & Ba 2015) with bias correction.
-
-    m ← b1·m + (1−b1)·g,  v ← b2·v + (1−b2)·g²,
-    θ ← θ − lr · m̂ / (√v̂ + eps)  with  m̂ = m/(1−b1^t), v̂ = v/(1−b2^t).
-
-    ``lr`` may be a traced scalar (so a learning-rate grid can be ``vmap``ped).
-    """
-    _check_positive("lr", lr)
-    return optax.with_extra_args_support(optax.adam(lr, b1=b1, b2=b2, eps=eps))
-
-
-def lion(
-    lr: float | jax.Array,
-    weight_decay: float | jax.Array = 0.0,
-    b1: float = 0.9,
-    b2: float = 0.99,
-):
-    """Lion (Chen et al. 2023), decoupled weight decay scaled by ``lr``.
-
-    c = b1·m + (1−b1)·g,   θ ← θ − lr·(sign(c) + weight_decay·θ),
-    m ← b2·m + (1−b2)·g.
-    """
-    _check_positive("lr", lr)
-    if isinstance(weight_decay, (int, float)) and weight_decay < 0:
-        raise ValueError(
-            f"weight_decay must be >= 0, got {weight_decay!r}; pass e.g. weight_decay=1e-2."
-        )
-    return optax.with_extra_args_support(
-        optax.lion(lr, b1=b1, b2=b2, weight_decay=weight_decay)
-    )
-
-
-def sgd(lr: float | jax.Array, momentum: float = 0.0):
-    """SGD with optional heavy-ball momentum: μ ← momentum·μ + g, θ ← θ − lr·μ."""
-    _check_positive("lr", lr)
-    return optax.with_extra_args_support(
-        optax.sgd(lr, momentum=momentum if momentum > 0 else None)
-    )
+adam = optax.adam
+lion = optax.lion
+sgd = optax.sgd
 
 
 class LookaheadState(NamedTuple):
     """State of :func:`lookahead`.
 
     Attributes:
-      inner_state: state of the fast (inner) optimizer; kept across synchronisations.
+      inner_state: state of the fast optimizer; kept across synchronisations.
       slow_params: slow weights φ, same pytree as the params.
       count: int32 number of fast steps taken so far.
     """
@@ -86,28 +46,50 @@ class LookaheadState(NamedTuple):
     count: jax.Array
 
 
-def lookahead(inner, k: int = 5, alpha: float | jax.Array = 0.5):
-    """Lookahead around any inner optimizer, on plain parameter pytrees.
+def lookahead(
+    fast_optimizer=None,
+    sync_period: int = 5,
+    slow_step_size: float | jax.Array = 0.5,
+    *,
+    inner=None,
+    k: int | None = None,
+    alpha: float | jax.Array | None = None,
+):
+    """Lookahead around any fast optimizer, on plain parameter pytrees.
 
-    The caller's params are the fast weights θ. Each call takes one inner step
-    θ' = θ + u. On every k-th call the slow weights move toward the fast ones,
-    φ ← φ + alpha·(θ' − φ), and the fast weights restart from the new φ (the returned
-    update is then φ − θ). The inner optimizer's state is not reset at a sync.
+    The caller's params are the fast weights θ. Each call takes one fast step
+    θ' = θ + u. On every ``sync_period``-th call the slow weights move toward the fast
+    ones, φ ← φ + slow_step_size·(θ' − φ), and the fast weights restart from the new φ
+    (the returned update is then φ − θ). The fast optimizer's state is not reset at a
+    sync (optax's ``reset_state=False``).
 
     Args:
-      inner: an optax transform (plain or extra-args).
-      k: number of fast steps between synchronisations (static positive int).
-      alpha: slow-weight step size in (0, 1].
+      fast_optimizer: an optax transform (plain or extra-args).
+      sync_period: fast steps between synchronisations (static positive int; paper: 5).
+      slow_step_size: slow-weight step size in (0, 1] (paper: 0.5).
+      inner, k, alpha: deprecated names of the three arguments above.
 
     Returns:
       ``optax.GradientTransformationExtraArgs`` whose state is a :class:`LookaheadState`;
-      extra args (``value=``, ...) are forwarded to the inner optimizer.
+      extra args (``value=``, ...) are forwarded to the fast optimizer.
     """
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}; the paper uses k=5.")
-    if isinstance(alpha, (int, float)) and not 0.0 < alpha <= 1.0:
-        raise ValueError(f"alpha must lie in (0, 1], got {alpha!r}; the paper uses 0.5.")
-    inner = optax.with_extra_args_support(inner)
+    for old, new, value in (("inner", "fast_optimizer", inner), ("k", "sync_period", k),
+                            ("alpha", "slow_step_size", alpha)):
+        if value is not None:
+            warnings.warn(f"lookahead({old}=...) is deprecated; use {new}=... (optax's name).",
+                          DeprecationWarning, stacklevel=2)
+    fast_optimizer = fast_optimizer if inner is None else inner
+    if fast_optimizer is None:
+        raise TypeError("lookahead needs fast_optimizer, e.g. lookahead(optax.adam(1e-3)).")
+    sync_period = sync_period if k is None else k
+    slow_step_size = slow_step_size if alpha is None else alpha
+    if not isinstance(sync_period, int) or isinstance(sync_period, bool) or sync_period < 1:
+        raise ValueError(
+            f"sync_period must be a positive int, got {sync_period!r}; the paper uses 5.")
+    if isinstance(slow_step_size, (int, float)) and not 0.0 < slow_step_size <= 1.0:
+        raise ValueError(
+            f"slow_step_size must lie in (0, 1], got {slow_step_size!r}; the paper uses 0.5.")
+    inner = optax.with_extra_args_support(fast_optimizer)
 
     def init_fn(params):
         return LookaheadState(
@@ -123,10 +105,10 @@ def lookahead(inner, k: int = 5, alpha: float | jax.Array = 0.5):
             updates, state.inner_state, params, **extra_args
         )
         count = state.count + 1
-        sync = count % k == 0
+        sync = count % sync_period == 0
         fast = jax.tree.map(lambda p, u: p + u, params, inner_updates)
         slow = jax.tree.map(
-            lambda s, f: jnp.where(sync, s + alpha * (f - s), s), state.slow_params, fast
+            lambda s, f: jnp.where(sync, s + slow_step_size * (f - s), s), state.slow_params, fast
         )
         new_updates = jax.tree.map(
             lambda u, s, p: jnp.where(sync, s - p, u).astype(u.dtype),

@@ -5,13 +5,16 @@ be traced scalars, so a whole grid can be ``vmap``ped), the default tuning grid,
 the hook that maps ``(opt_state, params)`` to the parameters used for evaluation::
 
     spec = baselines.registry.get("lion")
-    tx = spec.make(lr=3e-4, weight_decay=1e-2)
+    tx = spec.make(learning_rate=3e-4, weight_decay=1e-2)      # optax.lion
+
+Hyper-parameter names are optax's (``learning_rate``, ``weight_decay``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -54,7 +57,14 @@ class BaselineSpec:
         return [dict(zip(names, values)) for values in itertools.product(*axes)]
 
     def with_grid(self, **grid: tuple[float, ...]) -> "BaselineSpec":
-        """A copy with some grid axes replaced, e.g. ``spec.with_grid(lr=(1e-3, 1e-2))``."""
+        """A copy with some grid axes replaced, e.g. ``spec.with_grid(learning_rate=(1e-3, 1e-2))``.
+
+        ``lr=`` is accepted for ``learning_rate`` with a DeprecationWarning.
+        """
+        if "lr" in grid and "learning_rate" in self.grid:
+            warnings.warn("with_grid(lr=...) is deprecated; use learning_rate=... (optax's name).",
+                          DeprecationWarning, stacklevel=2)
+            grid = {("learning_rate" if k == "lr" else k): v for k, v in grid.items()}
         unknown = set(grid) - set(self.grid)
         if unknown:
             raise ValueError(
@@ -66,24 +76,30 @@ class BaselineSpec:
         )
 
 
-def _lookahead_adam(lr, k: int = 5, alpha: float = 0.5):
-    return optimizers.lookahead(optimizers.adam(lr), k=k, alpha=alpha)
+def lookahead_adam(learning_rate, sync_period: int = 5, slow_step_size: float = 0.5):
+    """``lookahead(optax.adam(learning_rate), sync_period, slow_step_size)``."""
+    return optimizers.lookahead(optimizers.adam(learning_rate), sync_period, slow_step_size)
 
 
 _SPECS: dict[str, BaselineSpec] = {
     "adam": BaselineSpec(
-        "adam", optimizers.adam, {"lr": log_grid(1e-4, 10**-0.5, 8)}, {"lr": 1e-3}
+        "adam", optimizers.adam, {"learning_rate": log_grid(1e-4, 10**-0.5, 8)},
+        {"learning_rate": 1e-3},
     ),
     "lion": BaselineSpec(
         "lion",
         optimizers.lion,
-        {"lr": log_grid(1e-5, 10**-1.5, 8), "weight_decay": (0.0, 1e-2, 1e-1)},
-        {"lr": 1e-4, "weight_decay": 1e-2},
+        {"learning_rate": log_grid(1e-5, 10**-1.5, 8), "weight_decay": (0.0, 1e-2, 1e-1)},
+        {"learning_rate": 1e-4, "weight_decay": 1e-2},
     ),
     "lookahead": BaselineSpec(
-        "lookahead", _lookahead_adam, {"lr": log_grid(1e-4, 10**-0.5, 8)}, {"lr": 1e-3}
+        "lookahead", lookahead_adam, {"learning_rate": log_grid(1e-4, 10**-0.5, 8)},
+        {"learning_rate": 1e-3},
     ),
-    "sgd": BaselineSpec("sgd", optimizers.sgd, {"lr": log_grid(1e-3, 1.0, 7)}, {"lr": 1e-2}),
+    "sgd": BaselineSpec(
+        "sgd", optimizers.sgd, {"learning_rate": log_grid(1e-3, 1.0, 7)},
+        {"learning_rate": 1e-2},
+    ),
 }
 
 # Half-decade learning-rate grids; Lion's is shifted 10x lower (sign updates are larger,

@@ -2,8 +2,9 @@
 
 Every grid point runs the same step budget on the same tasks, initialisations and
 minibatches (common random numbers), all points in one ``jit(vmap)`` call. The score
-of a point is the mean over tasks × seeds of the mean train loss over the last 10% of
-steps; a point with any diverged run scores +inf. The lowest score wins (ties: the
+of a point is the mean over tasks × seeds of the ``tail_train_loss`` (mean minibatch
+train loss over the last 10% of steps, `tasks.evaluation`); a point with any diverged run
+scores +inf. The lowest score wins (ties: the
 first point in grid order).
 """
 
@@ -17,19 +18,7 @@ import numpy as np
 
 from baselines.evaluate import evaluate_grid
 from baselines.registry import BaselineSpec
-
-TAIL_FRACTION = 0.1
-
-
-def tail_mean(curves: np.ndarray, fraction: float = TAIL_FRACTION) -> np.ndarray:
-    """Mean of the last ``ceil(fraction·steps)`` entries of ``curves[..., steps]``.
-
-    NaN entries propagate (a run that diverged in its tail gets NaN).
-    """
-    steps = curves.shape[-1]
-    width = max(1, int(np.ceil(fraction * steps)))
-    return curves[..., steps - width :].mean(-1)
-
+from tasks.evaluation import TAIL_FRACTION, tail_mean  # noqa: F401  (re-exported)
 
 @dataclasses.dataclass(frozen=True)
 class TuneResult:
@@ -56,7 +45,7 @@ class TuneResult:
         """True when the winning learning rate is the smallest or largest one tried
         (the grid should probably be widened in that direction)."""
         for name, value in self.best.items():
-            if name != "lr":
+            if name != "learning_rate":
                 continue
             values = sorted({p[name] for p in self.grid})
             if len(values) > 1 and value in (values[0], values[-1]):

@@ -8,7 +8,7 @@ inputs (``jax.eval_shape``), so nothing runs:
   digits-MLP tasks (the `benchmarks.meta_throughput` setup) at each ``--population``;
 * a comparison run: `baselines.evaluate.make_run` (the ``jit(vmap(vmap(lax.scan)))``
   that `baselines.evaluate.evaluate` compiles) of Adam and of the MLP learned optimizer
-  over ``--num-tasks`` x ``--num-seeds`` runs of ``--steps`` steps on the same family.
+  over ``--tasks`` x ``--seeds`` runs of ``--steps`` steps on the same family.
 
     python -m benchmarks.compile_time                       # CPU default: P = 16
     python -m benchmarks.compile_time --population 128,1024  # accelerator
@@ -62,8 +62,8 @@ def outer_step_times(population: int, args, system, theta) -> dict[str, dict[str
 def comparison_run_times(args, family, theta) -> dict[str, dict[str, float]]:
     """Lower/compile seconds of one batched evaluation run per optimizer (Adam, MLP lopt)."""
     key_tasks, key_runs = jax.random.split(jax.random.PRNGKey(0))
-    cfgs = task_configs(family, args.num_tasks, key_tasks)
-    run_keys = jax.random.split(key_runs, (args.num_tasks, args.num_seeds))
+    cfgs = task_configs(family, args.tasks, key_tasks)
+    run_keys = jax.random.split(key_runs, (args.tasks, args.seeds))
     makers = {
         "adam": lambda: baseline_optimizers.adam(1e-3),
         "mlp": lambda: l2o.MLPOptimizer().as_optax(theta, args.steps),
@@ -95,15 +95,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows.append([f"PES {part}, population {p}", t["lower_s"], t["compile_s"], t["total_s"]])
     comparison = comparison_run_times(args, system.family, theta)
     for name, t in comparison.items():
-        rows.append([f"compare run {name}, {args.num_tasks}x{args.num_seeds}x{args.steps} steps",
+        rows.append([f"compare run {name}, {args.tasks}x{args.seeds}x{args.steps} steps",
                      t["lower_s"], t["compile_s"], t["total_s"]])
     print(f"\ncompile times on {system.family.name} (trunc {args.trunc_length}, "
           f"horizon {args.horizon})")
     print(common.format_table(["function", "lower s", "compile s", "total s"], rows))
     return {"family": system.family.name, "trunc_length": args.trunc_length,
             "horizon": args.horizon, "outer_step": outer,
-            "comparison_run": {"steps": args.steps, "num_tasks": args.num_tasks,
-                               "num_seeds": args.num_seeds, "times": comparison},
+            "comparison_run": {"steps": args.steps, "num_tasks": args.tasks,
+                               "num_seeds": args.seeds, "times": comparison},
             "load_after": common.device_info()["loadavg"]}
 
 
@@ -117,8 +117,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tasks", type=int, default=8)
     p.add_argument("--steps", type=int, default=200, help="steps of the comparison run")
     p.add_argument("--optimizers", default="adam,mlp", help="comparison runs: some of adam,mlp")
-    p.add_argument("--num-tasks", type=int, default=2)
-    p.add_argument("--num-seeds", type=int, default=2)
+    p.add_argument("--tasks", type=int, default=2, help="tasks of the comparison run")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per task of the comparison run")
     common.add_output_args(p)
     return p
 

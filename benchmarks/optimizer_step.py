@@ -64,7 +64,7 @@ def make_transform(name: str, key: jax.Array) -> optax.GradientTransformationExt
     if name == "adam":
         return baseline_optimizers.adam(1e-3)
     if name == "lion":
-        return baseline_optimizers.lion(1e-4)
+        return baseline_optimizers.lion(1e-4, weight_decay=0.0)
     if name == "lookahead":
         return baseline_optimizers.lookahead(baseline_optimizers.adam(1e-3))
     learned = {"mlp": l2o.MLPOptimizer, "lstm": l2o.LSTMOptimizer}
@@ -80,7 +80,7 @@ def make_transform(name: str, key: jax.Array) -> optax.GradientTransformationExt
 def make_train_step(model: Model, tx) -> Callable:
     """Jitted ``step((params, opt_state), batch, next_batch) -> ((params, opt_state), loss)``.
 
-    ``next_batch`` feeds ``value_fn`` (the guard's comparison loss); other optimizers
+    ``next_batch`` feeds ``next_loss_fn`` (the guard's comparison loss); other optimizers
     ignore it and XLA removes the unused forward. The carry is donated.
     """
 
@@ -88,7 +88,7 @@ def make_train_step(model: Model, tx) -> Callable:
         params, opt_state = carry
         loss, grads = jax.value_and_grad(model.loss)(params, *batch)
         updates, opt_state = tx.update(
-            grads, opt_state, params, value=loss, value_fn=lambda p: model.loss(p, *next_batch)
+            grads, opt_state, params, value=loss, next_loss_fn=lambda p: model.loss(p, *next_batch)
         )
         return (optax.apply_updates(params, updates), opt_state), loss
 

@@ -17,7 +17,7 @@ import l2o
 from tasks.data import load_dataset
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--lopt", default="mlp", choices=l2o.registry.names())
+parser.add_argument("--lopt", default="mlp", choices=["mlp", "lstm"])
 parser.add_argument("--steps", type=int, default=300)
 args = parser.parse_args()
 

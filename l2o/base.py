@@ -8,7 +8,7 @@ training horizon the optimizer is told about (for its progress features).
 
 Subclasses are frozen dataclasses (hashable static config, ``repr=False``) and implement
 `init_meta_params`, `init`, `update` and `feature_names`; they declare what `update`
-reads with `uses_loss` and `needs_value_fn`. Description (``repr``, `summary`,
+reads with `uses_loss` and `needs_next_loss_fn`. Description (``repr``, `summary`,
 `num_meta_params`), the config as JSON (`to_config` / `from_config`), validation of
 ``theta`` and the optax form live here, once.
 
@@ -21,7 +21,7 @@ extra argument ``value`` (optax's convention)::
     updates, state = tx.update(grads, state, params, value=loss)
     params = optax.apply_updates(params, updates)
 
-Extra keyword arguments that an optimizer does not use (e.g. ``value_fn``, which the
+Extra keyword arguments that an optimizer does not use (e.g. ``next_loss_fn``, which the
 loss guard needs) are accepted and ignored, so a training loop may pass the same
 extra args to every optimizer.
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import warnings
 from typing import Any, ClassVar
 
 import jax
@@ -48,13 +49,13 @@ class LearnedOptimizer(abc.ABC):
 
     Attributes:
       name: label of the optimizer (for the plain architectures, its registry name).
-      needs_value_fn: whether `update` takes ``value_fn``, the loss of candidate params
-        on the next step's minibatch (the loss guard does); the meta-training inner loop
-        passes it exactly when this is set.
+      needs_next_loss_fn: whether `update` takes ``next_loss_fn``, the loss of candidate
+        params on the next step's minibatch (the loss guard does); the meta-training
+        inner loop passes it exactly when this is set.
     """
 
     name: ClassVar[str]
-    needs_value_fn: ClassVar[bool] = False
+    needs_next_loss_fn: ClassVar[bool] = False
 
     # ------------------------------------------------------------- to implement
     @abc.abstractmethod
@@ -82,6 +83,13 @@ class LearnedOptimizer(abc.ABC):
         return False
 
     # ------------------------------------------------------------- shared
+    @property
+    def needs_value_fn(self) -> bool:
+        """Deprecated name of `needs_next_loss_fn`."""
+        warnings.warn("needs_value_fn is deprecated; read needs_next_loss_fn.",
+                      DeprecationWarning, stacklevel=2)
+        return self.needs_next_loss_fn
+
     def to_config(self) -> dict:
         """The config as a JSON-able dict: ``type(self).from_config(d) == self``."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -80,7 +80,7 @@ def flatten(tree: Any) -> jax.Array:
     """All leaves of ``tree`` raveled and concatenated into one (N,) float32 vector.
 
     Built by writing each leaf into a zero buffer (in-place dynamic_update_slice): XLA's
-    CPU concatenate of many reshaped leaves is ~30x slower (measured on a 1.86M-param MLP).
+    CPU concatenate of many reshaped leaves is much slower (``benchmarks/optimizer_step.py``).
     """
     leaves = [jnp.ravel(jnp.asarray(x, jnp.float32)) for x in jax.tree.leaves(tree)]
     if len(leaves) == 1:
@@ -143,7 +143,7 @@ def map_rows(fn: Callable, *arrays: jax.Array, chunk_size: int) -> Any:
     # Output buffers start as an input of the same shape and dtype where there is one
     # (e.g. an optimizer state that is overwritten block by block): every row is written
     # below, and a donated input can then be updated in place instead of allocating and
-    # zero-filling a fresh (N, ...) buffer (~150 ms for the LSTM state of 1.86M params).
+    # zero-filling a fresh (N, ...) buffer, which is costly for large optimizer states.
     unused = list(arrays)
 
     def initial(s):

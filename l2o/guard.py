@@ -6,9 +6,11 @@ current point ``θ_t`` with gradient ``g_t`` (one gradient per step, nothing ext
     θ_L = θ_t + u_learned(g_t)          θ_F = θ_t + u_fallback(g_t)
     θ_{t+1} = θ_L   if  L(θ_L) <= L(θ_F)   else   θ_F
 
-where ``L = value_fn`` is the loss on one minibatch shared by both candidates — the
+where ``L = next_loss_fn`` is the loss on one minibatch shared by both candidates — the
 *next* step's minibatch, so the loss of the chosen candidate is exactly the next step's
-training loss. Cost: two extra forward passes per step, no extra gradient (unlike
+training loss. (The name is not optax's ``value_fn``: optax's line searches read that as
+the loss of the *current* batch. ``value_fn=`` is still accepted for ``next_loss_fn``,
+with a DeprecationWarning, when ``next_loss_fn`` is not given.) Cost: two extra forward passes per step, no extra gradient (unlike
 Heaton et al.'s GL2O). Ties go to the learned rule. The learned candidate is rejected
 when its update or its loss is non-finite; it is taken when it is finite and the
 fallback's loss is not. A non-finite coordinate left in the chosen update is set to 0.
@@ -20,11 +22,11 @@ m, v) are averages of true gradients, so they stay valid when it takes over. Nei
 state is rewound or reset.
 
 Guarantee. Let ``f`` be μ-strongly convex and L-smooth, the fallback GD
-``optax.sgd(α)`` with ``0 < α <= 1/L``, and ``value_fn = f``. The descent lemma gives
+``optax.sgd(α)`` with ``0 < α <= 1/L``, and ``next_loss_fn = f``. The descent lemma gives
 ``f(θ_F) <= f(θ_t) - α/2 ||∇f(θ_t)||²``, and the guard gives ``f(θ_{t+1}) <= f(θ_F)``,
 so ``f(θ_{t+1}) - f* <= (1 - αμ)(f(θ_t) - f*)``: the loss never increases and converges
 linearly whatever the learned rule proposes (NaN included). With SGD and a minibatch
-``value_fn`` the same argument bounds, in expectation over that minibatch, its loss at
+``next_loss_fn`` the same argument bounds, in expectation over that minibatch, its loss at
 the chosen point by the fallback candidate's expected loss. Deviation from the paper's
 stochastic setting: the comparison uses one minibatch, not the expected loss, and that
 minibatch is also the next gradient's; the bound is on that minibatch loss (the training
@@ -54,8 +56,8 @@ losses are unbiased estimates, as the shadow's params never saw that batch. With
 step on the comparison batch. Minibatch noise then triggers resets even when the learned
 run is ahead on average, so by default (``smoothing=0.5``) a reset also needs the running
 gap to be positive: a guarded run that was clearly ahead over the last few batches may
-trail on one noisy batch. Cost: one extra gradient of ``value_fn`` per step and a second
-copy of the parameters and fallback state; ``value_fn`` must be differentiable.
+trail on one noisy batch. Cost: one extra gradient of ``next_loss_fn`` per step and a
+second copy of the parameters and fallback state; ``next_loss_fn`` must be differentiable.
 
 ``shadow=False`` is the paper's rule alone. `GuardedOptimizer` (`l2o.guarded`) is the
 same guard as a `LearnedOptimizer`, for meta-training with the guard in the loop.
@@ -68,7 +70,7 @@ Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
         loss, grads = jax.value_and_grad(loss_fn)(params, keys[t])
         updates, state = tx.update(
             grads, state, params, value=loss,
-            value_fn=lambda p: loss_fn(p, keys[t + 1]))
+            next_loss_fn=lambda p: loss_fn(p, keys[t + 1]))
         params = optax.apply_updates(params, updates)
     guard_stats(state)["learned_fraction"], guard_stats(state)["num_resets"]
 """
@@ -76,93 +78,52 @@ Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, NamedTuple
+import warnings
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from l2o.guard_state import GuardState, guard_stats, init_guard_state  # noqa: F401
+
 Params = Any
 UpdateFn = Callable[[Params, Any, Params], tuple[Params, Any]]
 
 
-class GuardState(NamedTuple):
-    """State of the guard: both inner states plus the record of the last decision.
+def resolve_next_loss_fn(next_loss_fn: Any, value_fn: Any, caller: str) -> Any:
+    """``next_loss_fn``, or the deprecated ``value_fn`` (with a warning) when it is missing.
 
-    Attributes:
-      learned_state: the learned optimizer's state.
-      fallback_state: the fallback optimizer's state.
-      num_learned: int32 scalar, steps on which the learned candidate was taken.
-      num_fallback: int32 scalar, steps on which the fallback candidate was taken.
-      used_learned: bool scalar, whether the last step's comparison chose the learned
-        candidate (even if a reset to the shadow then replaced it).
-      learned_loss: float32 scalar, ``value_fn(θ_L)`` at the last step (inf before any).
-      fallback_loss: float32 scalar, ``value_fn(θ_F)`` at the last step (inf before any).
-      shadow_params: the fallback-alone parameters ``θ^S`` (None without a shadow).
-      shadow_state: the fallback's state along the shadow run (None without a shadow).
-      num_resets: int32 scalar, steps that ended with a reset to the shadow (these count
-        neither as learned nor as fallback steps).
-      shadow_loss: float32 scalar, ``value_fn(θ^S)`` before the shadow's last step (inf
-        before any, or without a shadow).
-      reset: bool scalar, whether the last step reset to the shadow.
-      running_gap: float32 scalar, running mean of the guarded run's comparison loss
-        minus the shadow's (0 after a reset, or without a shadow).
+    Raises unless the result is a callable (the comparison loss the guard needs).
     """
-
-    learned_state: Any
-    fallback_state: Any
-    num_learned: jax.Array
-    num_fallback: jax.Array
-    used_learned: jax.Array
-    learned_loss: jax.Array
-    fallback_loss: jax.Array
-    shadow_params: Any = None
-    shadow_state: Any = None
-    num_resets: jax.Array | int = 0
-    shadow_loss: jax.Array | float = float("inf")
-    reset: jax.Array | bool = False
-    running_gap: jax.Array | float = 0.0
-
-
-def init_guard_state(
-    learned_state: Any, fallback_state: Any, shadow_params: Params | None = None
-) -> GuardState:
-    """A `GuardState` around two fresh inner states, counters at zero.
-
-    With ``shadow_params`` (the initial params) the shadow run starts there, from a copy
-    of ``fallback_state``; without, the guard has no shadow.
-    """
-    inf = jnp.asarray(jnp.inf, jnp.float32)
-    zero = jnp.zeros((), jnp.int32)
-    no = jnp.asarray(False)
-    shadow_state = None if shadow_params is None else fallback_state
-    return GuardState(learned_state, fallback_state, zero, zero, no, inf, inf,
-                      shadow_params, shadow_state, zero, inf, no,
-                      jnp.zeros((), jnp.float32))
-
-
-def check_value_fn(value_fn: Any, caller: str) -> None:
-    """Raise unless ``value_fn`` is a callable (the comparison loss the guard needs)."""
-    if value_fn is None:
+    if next_loss_fn is None and value_fn is not None:
+        warnings.warn(
+            f"{caller}: value_fn= is deprecated for the guard's comparison loss (optax's line "
+            "searches read value_fn as the current batch's loss); pass next_loss_fn=.",
+            DeprecationWarning, stacklevel=3)
+        next_loss_fn = value_fn
+    if next_loss_fn is None:
         raise ValueError(
-            f"{caller} needs value_fn, the loss of candidate params on the next minibatch: "
-            "call update(grads, state, params, value=loss, value_fn=lambda p: "
+            f"{caller} needs next_loss_fn, the loss of candidate params on the next "
+            "minibatch: call update(grads, state, params, value=loss, next_loss_fn=lambda p: "
             "loss_fn(p, next_batch)) where next_batch is the batch the next gradient is "
             "taken on."
         )
-    if not callable(value_fn):
+    if not callable(next_loss_fn):
         raise TypeError(
-            f"{caller}: value_fn must be a callable params -> scalar loss; got "
-            f"{type(value_fn).__name__}. Pass e.g. value_fn=lambda p: loss_fn(p, next_batch)."
+            f"{caller}: next_loss_fn must be a callable params -> scalar loss; got "
+            f"{type(next_loss_fn).__name__}. Pass e.g. next_loss_fn=lambda p: "
+            "loss_fn(p, next_batch)."
         )
+    return next_loss_fn
 
 
-def _scalar_loss(value_fn: Callable[[Params], jax.Array], params: Params) -> jax.Array:
-    loss = jnp.asarray(value_fn(params))
+def _scalar_loss(loss_fn: Callable[[Params], jax.Array], params: Params) -> jax.Array:
+    loss = jnp.asarray(loss_fn(params))
     if loss.shape != ():
         raise ValueError(
-            f"value_fn must return a scalar loss; got an array of shape {loss.shape}. "
-            "Reduce it (e.g. mean over the minibatch) inside value_fn."
+            f"next_loss_fn must return a scalar loss; got an array of shape {loss.shape}. "
+            "Reduce it (e.g. mean over the minibatch) inside next_loss_fn."
         )
     return loss.astype(jnp.float32)
 
@@ -178,7 +139,7 @@ def guarded_update(
     grads: Params,
     state: GuardState,
     params: Params,
-    value_fn: Callable[[Params], jax.Array],
+    next_loss_fn: Callable[[Params], jax.Array],
     smoothing: float = 0.5,
 ) -> tuple[Params, GuardState]:
     """One LGL2O step (plus the shadow check), shared by `loss_guarded` and `GuardedOptimizer`.
@@ -191,7 +152,7 @@ def guarded_update(
       grads: gradient at ``params`` (pytree like ``params``).
       state: a `GuardState`.
       params: the current point ``θ_t``.
-      value_fn: ``params -> scalar`` loss on the comparison (next) minibatch.
+      next_loss_fn: ``params -> scalar`` loss on the comparison (next) minibatch.
       smoothing: decay of the running gap a reset to the shadow also needs (module doc).
 
     Returns:
@@ -203,8 +164,8 @@ def guarded_update(
     """
     learned_updates, learned_state = learned_update(grads, state.learned_state, params)
     fallback_updates, fallback_state = fallback_update(grads, state.fallback_state, params)
-    learned_loss = _scalar_loss(value_fn, optax.apply_updates(params, learned_updates))
-    fallback_loss = _scalar_loss(value_fn, optax.apply_updates(params, fallback_updates))
+    learned_loss = _scalar_loss(next_loss_fn, optax.apply_updates(params, learned_updates))
+    fallback_loss = _scalar_loss(next_loss_fn, optax.apply_updates(params, fallback_updates))
     learned_ok = jnp.isfinite(learned_loss) & _all_finite(learned_updates)
     # `not (L_L > L_F)` is also true when L_F is NaN: a finite learned loss beats it.
     use_learned = learned_ok & ~(learned_loss > fallback_loss)
@@ -220,7 +181,7 @@ def guarded_update(
     running_gap = jnp.zeros((), jnp.float32)
     if state.shadow_params is not None:
         shadow_loss, shadow_grads = jax.value_and_grad(
-            lambda p: _scalar_loss(value_fn, p))(state.shadow_params)
+            lambda p: _scalar_loss(next_loss_fn, p))(state.shadow_params)
         shadow_updates, shadow_state = fallback_update(
             shadow_grads, state.shadow_state, state.shadow_params, shadow_loss)
         shadow_params = optax.apply_updates(state.shadow_params, shadow_updates)
@@ -291,7 +252,7 @@ def loss_guarded(
         the module doc; Adam, Lion, ... also work). Plain transforms are wrapped with
         ``optax.with_extra_args_support``.
       shadow: also run ``fallback`` alone and reset to it when the guarded point falls
-        behind (module doc; one extra gradient of ``value_fn`` per step). ``False``: the
+        behind (module doc; one extra gradient of ``next_loss_fn`` per step). ``False``: the
         paper's per-step rule only.
       smoothing: decay in ``[0, 1)`` of the running gap between the guarded run's
         comparison loss and the shadow's; a reset needs both the step's gap and the
@@ -299,10 +260,11 @@ def loss_guarded(
 
     Returns:
       A transform with ``init(params) -> GuardState`` and ``update(grads, state, params,
-      *, value=None, value_fn, **extra) -> (updates, GuardState)``. ``value`` (the loss
-      at ``params``) and ``**extra`` go to both inner optimizers; ``value_fn(p) ->
-      scalar`` is the loss on the next minibatch, used to compare ``θ_t + u_learned``
-      with ``θ_t + u_fallback``. Both inner states always advance (module doc).
+      *, value=None, next_loss_fn, **extra) -> (updates, GuardState)``. ``value`` (the
+      loss at ``params``), ``next_loss_fn`` and ``**extra`` go to both inner optimizers;
+      ``next_loss_fn(p) -> scalar`` is the loss on the next minibatch, used to compare
+      ``θ_t + u_learned`` with ``θ_t + u_fallback``. Both inner states always advance
+      (module doc).
     """
     check_transform(learned, "learned")
     check_transform(fallback, "fallback")
@@ -314,14 +276,17 @@ def loss_guarded(
         return init_guard_state(
             learned.init(params), fallback.init(params), params if shadow else None)
 
-    def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra):
-        check_value_fn(value_fn, "loss_guarded update")
+    def update_fn(updates, state, params=None, *, value=None, next_loss_fn=None,
+                  value_fn=None, **extra):
+        if value_fn is not None:  # forwarded to the inner optimizers as given
+            extra["value_fn"] = value_fn
+        next_loss_fn = resolve_next_loss_fn(next_loss_fn, value_fn, "loss_guarded update")
         if params is None:
             raise ValueError(
                 "loss_guarded update needs the current params to form the candidates: call "
-                "update(grads, state, params, value=loss, value_fn=next_loss)."
+                "update(grads, state, params, value=loss, next_loss_fn=next_loss)."
             )
-        kwargs = dict(extra, value_fn=value_fn)
+        kwargs = dict(extra, next_loss_fn=next_loss_fn)
         if value is not None:
             kwargs["value"] = value
 
@@ -332,59 +297,14 @@ def loss_guarded(
             return fallback.update(
                 g, s, p, **(kwargs if at_value is None else dict(kwargs, value=at_value)))
 
-        return guarded_update(learned_update, fallback_update, updates, state, params, value_fn,
-                              smoothing)
+        return guarded_update(learned_update, fallback_update, updates, state, params,
+                              next_loss_fn, smoothing)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _find_guard_state(state: Any) -> GuardState:
-    if isinstance(state, GuardState):
-        return state
-    found = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, GuardState))
-    found = [s for s in found if isinstance(s, GuardState)]
-    if len(found) != 1:
-        raise ValueError(
-            f"guard_stats expects a state holding exactly one GuardState (from loss_guarded "
-            f"or GuardedOptimizer); found {len(found)} in a {type(state).__name__}. Pass the "
-            "guard's own state."
-        )
-    return found[0]
-
-
-def guard_stats(state: Any) -> dict[str, jax.Array]:
-    """How often each branch was taken, from a `GuardState` (or a state containing one).
-
-    Returns ``num_learned``, ``num_fallback``, ``num_resets`` (to the shadow run) and
-    ``num_steps`` (their sum) (int32), ``learned_fraction = num_learned / max(num_steps,
-    1)`` and ``reset_fraction`` (float32), ``used_learned`` (last comparison) and
-    ``chosen_loss`` (the comparison loss of the candidate taken last, i.e. the next
-    step's minibatch loss, or the shadow's loss before its step after a reset; inf
-    before any step). Works inside ``jit`` and on batched states (every entry then has
-    the batch shape); use ``jax.device_get`` for a report.
-    """
-    state = _find_guard_state(state)
-    num_resets = jnp.asarray(state.num_resets, jnp.int32)
-    num_steps = state.num_learned + state.num_fallback + num_resets
-    denominator = jnp.maximum(num_steps, 1)
-    chosen = jnp.where(state.used_learned, state.learned_loss, state.fallback_loss)
-    chosen = jnp.where(state.reset, state.shadow_loss, chosen)
-    return {
-        "num_learned": state.num_learned,
-        "num_fallback": state.num_fallback,
-        "num_resets": num_resets,
-        "num_steps": num_steps,
-        "learned_fraction": (state.num_learned / denominator).astype(jnp.float32),
-        "reset_fraction": (num_resets / denominator).astype(jnp.float32),
-        "used_learned": state.used_learned,
-        "chosen_loss": chosen,
-    }
-
-
 def __getattr__(name: str) -> Any:
     if name == "GuardedOptimizer":  # its home before it moved to l2o.guarded
-        import warnings
-
         from l2o.guarded import GuardedOptimizer
 
         warnings.warn("l2o.guard.GuardedOptimizer moved: import it from l2o or l2o.guarded.",

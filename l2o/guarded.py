@@ -3,10 +3,20 @@
 The guard's rule, its state and the optax form (`loss_guarded`) are in `l2o.guard`; this
 is the same guard with the `LearnedOptimizer` interface, so the guard can sit inside the
 meta-training loop: ``theta`` is the learned optimizer's, the state a `GuardState`, and
-``update`` needs ``value_fn`` (``needs_value_fn`` tells the inner loop to pass it)::
+``update`` needs ``next_loss_fn`` (``needs_next_loss_fn`` tells the inner loop to pass it)::
 
-    guarded = GuardedOptimizer(l2o.MLPOptimizer(), optax.sgd(0.1))
-    components = meta_train.build(config, lopt=guarded)
+    guarded = GuardedOptimizer(l2o.MLPOptimizer(), OptaxSpec("sgd", learning_rate=0.1))
+    lopt, theta, record = l2o.load(l2o.save("runs/g/theta", guarded, theta)[0])
+
+With the fallback given as an `OptaxSpec` (or its dict form) the optimizer is plain data:
+it is saved by `l2o.save`, equal configs give equal (hashable) optimizers, and it is
+registered as ``"guarded"``, so meta-training takes it from a config::
+
+    l2o meta-train --lopt guarded --set lopt_config.learned=mlp \
+        --set 'lopt_config.fallback={"name": "sgd", "learning_rate": 0.1}'
+
+A fallback given as a transform object (``optax.sgd(0.1)``) works everywhere except in
+files.
 """
 
 from __future__ import annotations
@@ -20,9 +30,10 @@ import optax
 
 from l2o.base import LearnedOptimizer
 from l2o.guard import (
-    GuardState, check_smoothing, check_transform, check_value_fn, guarded_update,
-    init_guard_state, loss_guarded,
+    check_smoothing, check_transform, guarded_update, loss_guarded, resolve_next_loss_fn,
 )
+from l2o.guard_state import GuardState, init_guard_state
+from l2o.optax_spec import OptaxSpec
 
 Params = Any
 
@@ -33,7 +44,9 @@ class GuardedOptimizer(LearnedOptimizer):
 
     Attributes:
       learned: the guarded learned optimizer (e.g. ``l2o.MLPOptimizer()``).
-      fallback: optax transform taking over when it predicts a lower loss.
+      fallback: the optimizer taking over when it predicts a lower loss: an `OptaxSpec`
+        (a dict ``{"name": "adam", "learning_rate": 1e-3}`` is converted to one) or an
+        optax transform object (not saveable).
       shadow: run the fallback alone beside the guarded run and reset to it when the
         guarded point falls behind (module doc of `l2o.guard`).
       smoothing: decay of the running gap that a reset to the shadow also needs
@@ -41,11 +54,11 @@ class GuardedOptimizer(LearnedOptimizer):
     """
 
     learned: LearnedOptimizer
-    fallback: optax.GradientTransformation = optax.adam(1e-3)
+    fallback: OptaxSpec | optax.GradientTransformation = OptaxSpec("adam", learning_rate=1e-3)
     shadow: bool = True
     smoothing: float = 0.5
 
-    needs_value_fn: ClassVar[bool] = True
+    needs_next_loss_fn: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.learned, LearnedOptimizer):
@@ -54,8 +67,43 @@ class GuardedOptimizer(LearnedOptimizer):
                 f"l2o.LearnedOptimizer); got {type(self.learned).__name__}. To guard a "
                 "plain optax transform use loss_guarded(tx, fallback)."
             )
-        check_transform(self.fallback, "fallback")
+        if isinstance(self.fallback, dict):
+            object.__setattr__(self, "fallback", OptaxSpec.from_dict(self.fallback))
+        if not isinstance(self.fallback, OptaxSpec):
+            check_transform(self.fallback, "fallback")
         check_smoothing(self.smoothing)
+
+    @property
+    def fallback_transform(self) -> optax.GradientTransformation:
+        """The fallback as an optax transform (built from its spec when it has one)."""
+        if isinstance(self.fallback, OptaxSpec):
+            return self.fallback.build()
+        return self.fallback
+
+    def to_config(self) -> dict:
+        """JSON config: the learned optimizer's registry description, the fallback's spec."""
+        from l2o import registry
+
+        if not isinstance(self.fallback, OptaxSpec):
+            raise TypeError(
+                f"{self.name}: the fallback is an optax transform object, which cannot be "
+                "written to a file; give it as a spec, e.g. GuardedOptimizer(lopt, "
+                "OptaxSpec('adam', learning_rate=1e-3)) or fallback={'name': 'adam', "
+                "'learning_rate': 1e-3}."
+            )
+        return {"learned": registry.to_dict(self.learned), "fallback": self.fallback.to_dict(),
+                "shadow": self.shadow, "smoothing": self.smoothing}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "GuardedOptimizer":
+        """Inverse of `to_config`; ``learned`` may be a registry name (default ``"mlp"``)."""
+        from l2o import registry
+
+        config = dict(config)
+        learned = config.pop("learned", "mlp")
+        if not isinstance(learned, LearnedOptimizer):
+            learned = registry.from_dict(learned)
+        return super().from_config({"learned": learned, **config})
 
     @property
     def name(self) -> str:
@@ -78,7 +126,7 @@ class GuardedOptimizer(LearnedOptimizer):
     def init(self, theta: Any, params: Params, num_steps: int | jax.Array) -> GuardState:
         """`GuardState` with the learned state for ``num_steps`` and a fresh fallback state."""
         learned_state = self.learned.init(theta, params, num_steps)
-        fallback_state = optax.with_extra_args_support(self.fallback).init(params)
+        fallback_state = optax.with_extra_args_support(self.fallback_transform).init(params)
         return init_guard_state(learned_state, fallback_state, params if self.shadow else None)
 
     def update(
@@ -88,16 +136,18 @@ class GuardedOptimizer(LearnedOptimizer):
         state: GuardState,
         params: Params,
         loss: jax.Array | None = None,
+        next_loss_fn: Callable[[Params], jax.Array] | None = None,
+        *,
         value_fn: Callable[[Params], jax.Array] | None = None,
     ) -> tuple[Params, GuardState]:
-        """One guarded step (`l2o.guard.guarded_update`); ``value_fn`` is required.
+        """One guarded step (`l2o.guard.guarded_update`); ``next_loss_fn`` is required.
 
         ``loss`` (scalar, the loss at ``params``) goes to the learned optimizer and, as
-        ``value``, to the fallback.
+        ``value``, to the fallback. ``value_fn`` is the deprecated name of ``next_loss_fn``.
         """
-        check_value_fn(value_fn, f"{self.name}.update")
+        next_loss_fn = resolve_next_loss_fn(next_loss_fn, value_fn, f"{self.name}.update")
         loss = jnp.zeros((), jnp.float32) if loss is None else jnp.asarray(loss, jnp.float32)
-        fallback = optax.with_extra_args_support(self.fallback)
+        fallback = optax.with_extra_args_support(self.fallback_transform)
 
         def learned_update(g, s, p):
             return self.learned.update(theta, g, s, p, loss)
@@ -105,10 +155,10 @@ class GuardedOptimizer(LearnedOptimizer):
         def fallback_update(g, s, p, at_value=None):
             return fallback.update(g, s, p, value=loss if at_value is None else at_value)
 
-        return guarded_update(learned_update, fallback_update, grads, state, params, value_fn,
-                              self.smoothing)
+        return guarded_update(learned_update, fallback_update, grads, state, params,
+                              next_loss_fn, self.smoothing)
 
     def as_optax(self, theta: Any, num_steps: int | None = None) -> optax.GradientTransformationExtraArgs:
         """``loss_guarded(learned.as_optax(theta, num_steps), fallback, ...)``, same settings."""
-        return loss_guarded(self.learned.as_optax(theta, num_steps), self.fallback,
+        return loss_guarded(self.learned.as_optax(theta, num_steps), self.fallback_transform,
                             shadow=self.shadow, smoothing=self.smoothing)

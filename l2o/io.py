@@ -1,21 +1,24 @@
 """Learned-optimizer files: ``NAME.json`` (description) + ``NAME.msgpack`` (weights).
 
 ``NAME.json`` holds the format version, the architecture's registry name and full
-config, its input features, the meta-parameter shapes, the weights file's name, size and
-sha256, and the provenance (the caller's ``meta`` -- task families, steps, strategy, seed,
-wall time... -- plus date, package versions, device and Python filled in automatically).
+config, its input features, the meta-training horizon, the meta-parameter shapes, the
+weights file's name, size and sha256, and the provenance (the caller's ``meta`` -- task
+families, steps, strategy, seed, wall time... -- plus date, package versions, device and
+Python filled in automatically).
 ``NAME.msgpack`` is ``flax.serialization.to_bytes(theta)``. Both are written atomically
 (temporary file + ``os.replace``), weights first, so a reader never sees a description
 of weights that are not there yet.
 
-    json_path, weights_path = l2o.save("runs/x/my_lopt", lopt, theta, {"steps": 1500})
-    lopt, theta, record = l2o.load("runs/x/my_lopt")       # record["provenance"]["steps"]
-    lopt, theta, record = l2o.load_pretrained(l2o.list_pretrained()[0])
+    json_path, weights_path = l2o.save("runs/x/my_lopt", lopt, theta, {"steps": 1500},
+                                       horizon=200)
+    loaded = l2o.load("runs/x/my_lopt")         # a LoadedOptimizer
+    loaded.lopt, loaded.theta, loaded.record, loaded.horizon
+    lopt, theta, record = l2o.load_pretrained("mlp-image")   # still a 3-tuple
+    tx = loaded.as_optax()                       # num_steps = the recorded horizon (warns)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import importlib.metadata
@@ -23,8 +26,9 @@ import importlib.resources
 import json
 import os
 import platform
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +37,7 @@ from flax import serialization
 
 from l2o import registry
 from l2o.atomic import write_atomic
+from l2o.base import LearnedOptimizer
 from l2o.flat import count_params
 from l2o.validation import check_meta_params
 
@@ -71,8 +76,60 @@ def _shapes(tree: Any) -> dict:
     }
 
 
+class LoadedOptimizer(NamedTuple):
+    """What `load` returns; unpacks as ``lopt, theta, record = l2o.load(path)``.
+
+    Attributes:
+      lopt: the learned optimizer (config from the file).
+      theta: its meta-parameters.
+      record: the parsed ``NAME.json`` (``record["provenance"]`` holds save's ``meta``).
+    """
+
+    lopt: LearnedOptimizer
+    theta: Any
+    record: dict
+
+    @property
+    def name(self) -> str:
+        """The file's name (``NAME`` of ``NAME.json``)."""
+        return self.record.get("name", "")
+
+    @property
+    def horizon(self) -> int | None:
+        """Steps per inner run the optimizer was meta-trained at (None if not recorded)."""
+        value = self.record.get("horizon")
+        if value is None:  # files written before the horizon had its own key
+            value = self.record.get("provenance", {}).get("horizon")
+        return None if value is None else int(value)
+
+    def as_optax(self, num_steps: int | None = None):
+        """``lopt.as_optax(theta, num_steps)``; without ``num_steps``, the recorded horizon.
+
+        Using the horizon warns (``UserWarning``) with the value used: the progress
+        features assume the run is ``num_steps`` long, so pass your own run length when it
+        differs. Raises ``ValueError`` naming ``num_steps`` when the file has no horizon.
+        """
+        if num_steps is None:
+            if self.horizon is None:
+                raise ValueError(
+                    f"{self.name or 'this optimizer'} records no meta-training horizon; pass "
+                    "as_optax(num_steps=...), the number of steps you will train for.")
+            warnings.warn(
+                f"{self.name}: as_optax() uses num_steps={self.horizon}, the meta-training "
+                "horizon recorded in its file; pass num_steps= (your run length) to choose.",
+                UserWarning, stacklevel=2)
+            num_steps = self.horizon
+        return self.lopt.as_optax(self.theta, num_steps)
+
+
+def check_saveable(lopt: LearnedOptimizer) -> None:
+    """Raise (``ValueError`` / ``TypeError``, saying why) unless `save` can write ``lopt``."""
+    registry.to_dict(lopt)
+
+
 def save(
-    path: str | os.PathLike, lopt: Any, theta: Any, meta: dict | None = None
+    path: str | os.PathLike, lopt: LearnedOptimizer, theta: Any, meta: dict | None = None,
+    *, horizon: int | None = None,
 ) -> tuple[Path, Path]:
     """Write ``lopt`` + ``theta`` as ``NAME.json`` + ``NAME.msgpack``; returns both paths.
 
@@ -82,12 +139,17 @@ def save(
       theta: its meta-parameters (shapes must match ``lopt.init_meta_params``).
       meta: JSON-serialisable provenance (task families, steps, strategy, seed, ...);
         its keys override the automatic ones (date, versions, device, python).
+      horizon: steps per inner run of meta-training (what `LoadedOptimizer.as_optax`
+        uses by default); default ``meta["horizon"]`` when present, else not recorded.
     """
-    if lopt.name not in registry.OPTIMIZERS:
-        raise ValueError(f"{lopt!r} is not a registered architecture ({registry.names()}).")
+    architecture = registry.architecture(lopt)
+    config = lopt.to_config()
     meta = {} if meta is None else meta
     if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
         raise TypeError(f"meta must be a dict with str keys; got {meta!r}.")
+    horizon = meta.get("horizon") if horizon is None else horizon
+    if horizon is not None and (isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1):
+        raise ValueError(f"horizon must be a positive int (steps per inner run); got {horizon!r}.")
     check_meta_params(lopt, theta)
     theta = jax.device_get(theta)
     base = _base_path(path)
@@ -107,9 +169,10 @@ def save(
     record = {
         "format_version": FORMAT_VERSION,
         "name": base.name,
-        "architecture": lopt.name,
-        "config": {f.name: getattr(lopt, f.name) for f in dataclasses.fields(lopt)},
+        "architecture": architecture,
+        "config": config,
         "features": lopt.feature_names(),
+        "horizon": None if horizon is None else int(horizon),
         "num_meta_params": count_params(theta),
         "meta_param_shapes": _shapes(theta),
         "weights": {
@@ -129,8 +192,8 @@ def _fail(path: Path, problem: str, fix: str) -> ValueError:
     return ValueError(f"{path}: {problem}. {fix}")
 
 
-def load(path: str | os.PathLike) -> tuple[Any, Any, dict]:
-    """Read a pair written by `save`; returns ``(lopt, theta, record)``.
+def load(path: str | os.PathLike) -> LoadedOptimizer:
+    """Read a pair written by `save`; returns a `LoadedOptimizer` ``(lopt, theta, record)``.
 
     ``record`` is the parsed ``NAME.json`` (``record["provenance"]`` holds save's
     ``meta``). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming
@@ -163,7 +226,7 @@ def load(path: str | os.PathLike) -> tuple[Any, Any, dict]:
         raise _fail(json_path, problem, "Upgrade l2o or load it with the package that wrote it.")
     try:
         lopt = registry.get(architecture, **config)
-    except (TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         problem = f"config not accepted by {architecture!r} ({err})"
         raise _fail(json_path, problem, "Upgrade l2o or fix the config.") from None
 
@@ -192,7 +255,7 @@ def load(path: str | os.PathLike) -> tuple[Any, Any, dict]:
         fix = "The weights were saved for another config; re-save them with the config that made them."
         raise _fail(weights_path, problem, fix)
     theta = jax.tree.map(jnp.asarray, serialization.from_state_dict(template, raw))
-    return lopt, theta, record
+    return LoadedOptimizer(lopt, theta, record)
 
 
 def _pretrained_dir() -> Path:
@@ -206,7 +269,7 @@ def list_pretrained() -> list[str]:
     return sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
 
 
-def load_pretrained(name: str) -> tuple[Any, Any, dict]:
+def load_pretrained(name: str) -> LoadedOptimizer:
     """`load` the shipped optimizer ``name``; unknown names raise listing the available ones."""
     available = list_pretrained()
     if name not in available:

@@ -6,7 +6,7 @@
     params = optax.apply_updates(params, updates)
 
 The loss goes in as the keyword ``value`` (optax's convention for extra args, as in
-``optax.contrib.reduce_on_plateau``). Other extra keyword arguments (``value_fn``,
+``optax.contrib.reduce_on_plateau``). Other extra keyword arguments (``next_loss_fn``,
 ...) are accepted and ignored, so one training loop can feed every optimizer the same ones.
 
 ``num_steps`` has no default: the progress features of an optimizer depend on it (the
@@ -48,7 +48,7 @@ def as_optax(lopt: Any, theta: Any, num_steps: int | None = None) -> optax.Gradi
         return lopt.init(theta, params, num_steps)
 
     def update_fn(updates, state, params=None, *, value=None, **extra_args):
-        del extra_args  # e.g. value_fn: accepted for a uniform training loop, unused here
+        del extra_args  # e.g. next_loss_fn: accepted for a uniform training loop, unused here
         if params is None:
             raise ValueError(
                 f"{lopt.name} learned optimizer needs the current params: call "

@@ -1,13 +1,18 @@
 """The ``l2o meta-train`` subcommand.
 
-    l2o meta-train --family quadratic --steps 300 --out runs/q
+    l2o meta-train --family quadratic --outer-steps 300 --out runs/q
     l2o meta-train --config run.json --set sigma=0.02 --set lopt_config.hidden_sizes=[16,16]
     l2o meta-train --set 'family_overrides.activations=["tanh","relu"]'   # train-family options
-    l2o meta-train --resume runs/q --steps 600          # continue a run (exactly)
+    l2o meta-train --resume runs/q --outer-steps 600    # continue a run (exactly)
     l2o meta-train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   # one per host
 
 Precedence: defaults < ``--config`` file (or the resumed run's ``config.json``) < direct
-flags (``--family``, ``--steps``...) < ``--set key=value`` overrides.
+flags (``--family``, ``--outer-steps``...) < ``--set key=value`` overrides.
+
+Vocabulary shared by every ``l2o`` command: ``--outer-steps`` counts meta-training steps,
+``--steps`` inner steps per training run (here the run length is ``--horizon``),
+``--tasks`` / ``--seeds`` size an evaluation (here ``--tasks`` is the held-out
+evaluation's ``eval_tasks``; ``--num-tasks`` is the tasks per outer step).
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from meta_train.config import MetaTrainConfig
 # Direct flags and the config field each sets.
 _FLAGS = {
     "family": "family", "heldout_family": "heldout_family", "lopt": "lopt",
-    "strategy": "strategy", "steps": "outer_steps", "seed": "seed", "sigma": "sigma",
+    "strategy": "strategy", "outer_steps": "outer_steps", "seed": "seed", "sigma": "sigma",
     "outer_lr": "outer_lr", "horizon": "horizon", "trunc_length": "trunc_length",
-    "num_tasks": "num_tasks", "num_pairs": "num_pairs", "num_devices": "num_devices",
+    "num_tasks": "num_tasks", "num_pairs": "num_pairs", "tasks": "eval_tasks",
+    "num_devices": "num_devices",
     "coordinator": "coordinator", "num_processes": "num_processes", "process_id": "process_id",
 }
 
@@ -48,14 +54,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="held-out task family for evaluation")
     parser.add_argument("--lopt", help="learned optimizer (l2o.registry)")
     parser.add_argument("--strategy", choices=("pes", "tes", "nres"))
-    parser.add_argument("--steps", type=int, help="outer steps (outer_steps)")
+    parser.add_argument("--outer-steps", dest="outer_steps", type=int,
+                        help="meta-training (outer) steps in total")
+    parser.add_argument("--steps", dest="old_steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--sigma", type=float)
     parser.add_argument("--outer-lr", dest="outer_lr", type=float)
-    parser.add_argument("--horizon", type=int)
-    parser.add_argument("--trunc-length", dest="trunc_length", type=int)
-    parser.add_argument("--num-tasks", dest="num_tasks", type=int)
-    parser.add_argument("--num-pairs", dest="num_pairs", type=int)
+    parser.add_argument("--horizon", type=int, help="inner steps per training run")
+    parser.add_argument("--trunc-length", dest="trunc_length", type=int,
+                        help="inner steps per outer step (divides --horizon)")
+    parser.add_argument("--num-tasks", dest="num_tasks", type=int, help="tasks per outer step")
+    parser.add_argument("--num-pairs", dest="num_pairs", type=int,
+                        help="antithetic pairs per task")
+    parser.add_argument("--tasks", type=int, help="tasks of each held-out evaluation (eval_tasks)")
     parser.add_argument("--num-devices", dest="num_devices", type=int,
                         help="devices to shard the population over (0: auto, all that divide "
                              "2*num_tasks*num_pairs); --set shard=false for one device")
@@ -74,6 +85,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace) -> MetaTrainConfig:
     """The `MetaTrainConfig` that ``args`` describe (see module docstring for precedence)."""
+    if getattr(args, "old_steps", None) is not None:
+        raise ValueError(
+            "--steps no longer sets the outer steps: on every l2o command --steps is inner "
+            "steps per training run. Pass --outer-steps for meta-training steps (--horizon "
+            "for the inner run length).")
     if args.resume is not None and args.config is not None:
         raise ValueError("pass either --config or --resume (which reuses the run's config).")
     if args.resume is not None:

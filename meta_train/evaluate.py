@@ -2,8 +2,10 @@
 
 Used periodically during meta-training (and for the final report of a run): for each
 of ``num_tasks`` tasks drawn from a (held-out) family, run ``num_steps`` steps of the
-learned optimizer from fresh parameters and record the training-loss curve and the
-final ``eval_loss`` on the train and test splits. One ``jit(vmap)`` over tasks.
+learned optimizer from fresh parameters and record the training-loss curve and the named
+end-of-run losses of `tasks.evaluation` (``final_train_loss``, ``final_test_loss``,
+``tail_train_loss``), the same quantities the comparison reports. One ``jit(vmap)`` over
+tasks.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from meta_train.inner import LearnedOptimizerSystem
+from tasks.evaluation import final_losses, tail_mean
 
 
 def _run_one(system: LearnedOptimizerSystem, theta: Any, key: jax.Array):
-    """One full inner run: ``(losses f32[T], final train eval, final test eval)``."""
+    """One full inner run: ``(losses f32[T], final_train_loss, final_test_loss)``."""
     k_init, k_eval = jax.random.split(key)
     state = system.init(k_init, theta)
 
@@ -27,13 +30,8 @@ def _run_one(system: LearnedOptimizerSystem, theta: Any, key: jax.Array):
         return state, loss
 
     state, losses = jax.lax.scan(body, state, None, length=system.horizon)
-    task = system.family.task(state.cfg)
-    k_train, k_test = jax.random.split(k_eval)
-    return (
-        losses,
-        task.eval_loss(state.params, k_train, "train"),
-        task.eval_loss(state.params, k_test, "test"),
-    )
+    final = final_losses(system.family.task(state.cfg), state.params, k_eval)
+    return losses, final["final_train_loss"], final["final_test_loss"]
 
 
 @partial(jax.jit, static_argnames=("family", "lopt", "num_tasks", "num_steps"))
@@ -43,19 +41,21 @@ def evaluate_theta(
     """Train ``num_tasks`` fresh tasks of ``family`` for ``num_steps`` steps with ``theta``.
 
     Returns a dict of arrays: ``losses`` f32[num_tasks, num_steps] (minibatch training
-    losses before each step), ``final_train_loss`` / ``final_test_loss`` f32[num_tasks]
-    (``eval_loss`` after the last step). ``family`` and ``lopt`` must be hashable.
+    losses before each step) and f32[num_tasks] ``final_train_loss``,
+    ``final_test_loss`` and ``tail_train_loss`` (`tasks.evaluation`). ``family`` and
+    ``lopt`` must be hashable.
     """
     system = LearnedOptimizerSystem(family=family, lopt=lopt, horizon=num_steps)
     keys = jax.random.split(key, num_tasks)
     losses, train, test = jax.vmap(lambda k: _run_one(system, theta, k))(keys)
-    return {"losses": losses, "final_train_loss": train, "final_test_loss": test}
+    return {"losses": losses, "final_train_loss": train, "final_test_loss": test,
+            "tail_train_loss": tail_mean(losses)}
 
 
 def summarize(result: dict) -> dict:
     """Scalars for logging: means over tasks (non-finite values counted, not averaged)."""
     summary = {}
-    for name in ("final_train_loss", "final_test_loss"):
+    for name in ("final_train_loss", "final_test_loss", "tail_train_loss"):
         values = jnp.asarray(result[name])
         finite = jnp.isfinite(values)
         summary[name] = float(jnp.sum(jnp.where(finite, values, 0.0)) / max(1, int(finite.sum())))

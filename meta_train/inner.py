@@ -11,8 +11,8 @@ its params, then ``horizon`` steps of::
 the state is replaced by a fresh run drawn with the unroll's key (``reset = True``).
 Minibatch keys are ``fold_in(data_key, inner_step)`` with one ``data_key`` per run, so an
 antithetic pair (same run, same step) sees the same batches, and the key of the *next*
-step is known: optimizers with ``needs_value_fn`` (the loss guard) get
-``value_fn = lambda p: task.loss(p, key_{t+1})``.
+step is known: optimizers with ``needs_next_loss_fn`` (the loss guard) get
+``next_loss_fn = lambda p: task.loss(p, key_{t+1})``.
 
 Meta-loss of an unroll: the mean over its steps of `meta_train.objective.meta_loss_term`
 of the step's loss (the minibatch training loss before the update, or with
@@ -144,10 +144,10 @@ class LearnedOptimizerSystem:
         batch_key = jax.random.fold_in(state.data_key, state.inner_step)
         next_key = jax.random.fold_in(state.data_key, state.inner_step + 1)
         loss, grads = jax.value_and_grad(task.loss)(state.params, batch_key)
-        if self.lopt.needs_value_fn:
+        if self.lopt.needs_next_loss_fn:
             updates, opt_state = self.lopt.update(
                 theta, grads, state.opt_state, state.params, loss,
-                value_fn=lambda p: task.loss(p, next_key),
+                next_loss_fn=lambda p: task.loss(p, next_key),
             )
         else:
             updates, opt_state = self.lopt.update(theta, grads, state.opt_state, state.params, loss)

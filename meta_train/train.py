@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from tqdm.auto import tqdm
 
+from l2o.io import check_saveable
 from meta_train import distributed
 from meta_train.checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from meta_train.config import MetaTrainConfig
@@ -37,11 +38,6 @@ from meta_train.pes import ESGradientEstimator
 from meta_train.sharding import ShardedEstimator, particle_mesh, resolve_num_devices
 
 CHECKPOINT = "checkpoint.msgpack"
-# Fields that may change when resuming: they do not alter the training trajectory (the
-# device layout only changes float rounding; bit-identical resume needs the same layout).
-RESUMABLE_CHANGES = ("outer_steps", "eval_every", "eval_tasks", "ckpt_every", "log_every",
-                     "out_dir", "heldout_family", "shard", "num_devices", "coordinator",
-                     "num_processes", "process_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,13 +181,14 @@ def _resolve_resume(config: MetaTrainConfig, run_dir: Path) -> MetaTrainConfig:
             "of an earlier run."
         )
     saved = MetaTrainConfig.from_json(saved_path)
-    changed = [f.name for f in dataclasses.fields(config)
-               if f.name not in RESUMABLE_CHANGES and getattr(config, f.name) != getattr(saved, f.name)]
-    if changed:
+    if config.recipe != saved.recipe:
+        changed = [f.name for f in dataclasses.fields(config.recipe)
+                   if getattr(config, f.name) != getattr(saved, f.name)]
         diffs = ", ".join(f"{n}: {getattr(saved, n)!r} -> {getattr(config, n)!r}" for n in changed)
         raise ValueError(
-            f"cannot resume {str(run_dir)!r} with a different training config ({diffs}); "
-            f"only {list(RESUMABLE_CHANGES)} may change. Start a new run instead."
+            f"cannot resume {str(run_dir)!r} with a different recipe ({diffs}); only run "
+            "settings (outer_steps, evaluation, logging, devices, processes) may change. "
+            "Start a new run instead."
         )
     return dataclasses.replace(config, out_dir=str(run_dir))
 
@@ -212,9 +209,9 @@ def train(
 
     Args:
       config: the run's config (``config.out_dir`` is the run directory).
-      resume: an earlier run directory to continue from its latest checkpoint; the
-        training fields of ``config`` must equal the saved ones (``outer_steps`` and the
-        logging periods may change). Without a checkpoint there it starts from step 0.
+      resume: an earlier run directory to continue from its latest checkpoint;
+        ``config.recipe`` must equal the saved one (its run settings -- ``outer_steps``,
+        logging, devices -- may change). Without a checkpoint there it starts from step 0.
       progress: show a tqdm progress bar.
       components: prebuilt pieces (e.g. a custom family or optimizer not in the
         registries); default `build(config)`. They must agree with ``config``.
@@ -231,6 +228,7 @@ def train(
     if primary:
         check_writable(run_dir)
     components = build(config) if components is None else components
+    check_saveable(components.lopt)
     estimator = components.estimator
     runner = make_runner(config, estimator)
     config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"

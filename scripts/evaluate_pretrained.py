@@ -36,7 +36,7 @@ OUT_OF_DISTRIBUTION = {
 # several times a dense layer of the same size there, and tuning runs every grid point
 # at once (a 320-run conv tuning batch took over 17 minutes on 2 cores).
 BUDGET = {"conv-digits": {"num_tasks": 4, "tune_tasks": 2, "tune_seeds": 2}}
-COLUMNS = ("final_loss", "speedup_median", "win_rate", "divergences")
+COLUMNS = ("final_train_loss", "tail_train_loss", "speedup_median", "win_rate", "divergences")
 
 
 def run_one(names: list[str], family_name: str, split: str, steps: int, out: Path,
@@ -75,13 +75,17 @@ def summary_markdown(summary: dict) -> str:
     """One table per training family: every row of every task set it was measured on."""
     lines = ["# Shipped optimizers vs tuned baselines", ""]
     for trained_on, entries in summary.items():
-        lines += [f"## Trained on {trained_on}", "", "| tasks | steps | optimizer | final loss | "
-                  "speedup over tuned Adam (median) | win rate vs Adam | diverged |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [f"## Trained on {trained_on}", "", "| tasks | steps | optimizer | "
+                  "final train loss | tail train loss | speedup over tuned Adam (median) | "
+                  "win rate vs Adam | diverged |", "|---|---|---|---|---|---|---|---|"]
         for entry in entries:
             for row, m in entry["rows"].items():
+                # Summaries written before the losses were named call the tail loss final_loss.
+                tail = m.get("tail_train_loss", m.get("final_loss"))
+                final = m.get("final_train_loss")
                 lines.append(f"| {entry['tasks']} | {entry['steps']} | {row} | "
-                             f"{m['final_loss']:.4g} | {m['speedup_median']:.2f}x | "
+                             f"{'n/a' if final is None else format(final, '.4g')} | "
+                             f"{tail:.4g} | {m['speedup_median']:.2f}x | "
                              f"{m['win_rate']:.2f} | {m['divergences']}/{m['num_runs']} |")
         lines.append("")
     return "\n".join(lines)

@@ -64,7 +64,7 @@ def build_conv(config: ConvConfig, variant: str = "train") -> TaskFamily:
         return classifier_task(name, network, cfg, config, data)
 
     return TaskFamily(
-        name="conv-digits",
+        name=f"conv-{config.dataset}",
         sample=lambda key: sample_classifier_cfg(variant_key(key, variant), config),
         task=task,
         split=variant,

@@ -40,7 +40,7 @@ def build_logreg(config: ClassifierConfig, variant: str = "train") -> TaskFamily
         return classifier_task(name, network, cfg, config, data)
 
     return TaskFamily(
-        name="logreg-digits",
+        name=f"logreg-{config.dataset}",
         sample=lambda key: sample_classifier_cfg(variant_key(key, variant), config),
         task=task,
         split=variant,

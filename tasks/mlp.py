@@ -66,7 +66,7 @@ def build_mlp(config: MLPConfig, variant: str = "train") -> TaskFamily:
         return classifier_task(name, network, cfg, config, data)
 
     return TaskFamily(
-        name="mlp-digits",
+        name=f"mlp-{config.dataset}",
         sample=lambda key: sample_classifier_cfg(variant_key(key, variant), config),
         task=task,
         split=variant,

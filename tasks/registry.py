@@ -6,7 +6,11 @@ families do), so factories run only when :func:`get` is called, never at import 
 
     family = tasks.registry.get("mlp-digits")                  # training distribution
     heldout = tasks.registry.get("mlp-digits", split="heldout")
-    mnist = tasks.registry.get("mlp-digits", dataset="mnist")  # keyword overrides
+    mnist = tasks.registry.get("mlp-digits", dataset="mnist")  # keyword overrides; "mlp-mnist"
+
+Families registered from a config (`register_config`) are built once per distinct config:
+two `get` calls with equal arguments return the same family object, so functions jitted
+with a family as a static argument do not compile again for a rebuilt one.
 
 The registry is an explicit mapping owned by this module; registration happens once,
 when the family modules are imported by ``tasks/__init__.py``.
@@ -62,13 +66,18 @@ def config_factory(build: Callable[[Any, str], TaskFamily], config: Any, variant
 
     ``config`` is a frozen dataclass of family options; the factory's signature lists its
     fields as keyword-only parameters (defaults = this variant's values), so :func:`get`
-    can validate overrides and :func:`overrides` can list them.
+    can validate overrides and :func:`overrides` can list them. The factory builds each
+    distinct (hashable) config once and returns that family for equal configs.
     """
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}.")
+    built: dict[Any, TaskFamily] = {}
 
     def factory(**overrides_: Any) -> TaskFamily:
-        return build(dataclasses.replace(config, **overrides_), variant)
+        resolved = dataclasses.replace(config, **overrides_)
+        if resolved not in built:
+            built[resolved] = build(resolved, variant)
+        return built[resolved]
 
     factory.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(config, f.name))

@@ -24,17 +24,19 @@ def _run_pretrained(args) -> int:
 
     if args.name is None:
         for name in l2o.list_pretrained():
-            _, _, record = l2o.load_pretrained(name)
-            summary = record["provenance"].get("description", "")
-            print(f"{name:24s} {summary}")
+            loaded = l2o.load_pretrained(name)
+            summary = loaded.record["provenance"].get("description", "")
+            print(f"{name:24s} horizon {loaded.horizon or '?':>4}  {summary}")
         return 0
     available = l2o.list_pretrained()
     if args.name not in available:
         raise SystemExit(f"l2o pretrained: error: unknown optimizer {args.name!r}; "
                          f"shipped: {', '.join(available) or 'none'}.")
-    lopt, _, record = l2o.load_pretrained(args.name)
-    print(repr(lopt))
-    print(json.dumps(record, indent=2, sort_keys=True, default=str))
+    loaded = l2o.load_pretrained(args.name)
+    print(repr(loaded.lopt))
+    print(f"meta-trained at a horizon of {loaded.horizon} steps; pass your run length as "
+          "as_optax(theta, num_steps=...)")
+    print(json.dumps(loaded.record, indent=2, sort_keys=True, default=str))
     return 0
 
 

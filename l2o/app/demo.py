@@ -11,20 +11,32 @@ The whole product in one command, on the embedded digits data (no download)::
    held-out tasks (unseen initialisations and minibatch streams of the family).
 3. ``OUT/report.md``, ``OUT/results.json`` and PNG plots; the table is printed.
 
-Flags scale every stage up (``--outer-steps``, ``--num-tasks``, ``--seeds``, ``--steps``,
-``--family``); the same code runs on a GPU when JAX sees one.
+Flags scale every stage up: ``--outer-steps``, ``--horizon``, ``--num-tasks`` and
+``--num-pairs`` (or any ``--set KEY=VALUE`` of ``l2o meta-train``) size the meta-training;
+``--steps`` (inner steps per run), ``--tasks`` and ``--seeds`` size the comparison; the same
+code runs on a GPU when JAX sees one.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
 import jax
 
+from meta_train.config import MetaTrainConfig
+
 DEFAULT_FAMILY = "mlp-digits"
+
+
+def default_meta_config() -> MetaTrainConfig:
+    """The demo's meta-training: `MetaTrainConfig` defaults with 300 outer steps, 4 pairs,
+    no periodic evaluation."""
+    return MetaTrainConfig(family=DEFAULT_FAMILY, lopt="mlp", strategy="pes", outer_steps=300,
+                           num_pairs=4, eval_every=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,64 +44,44 @@ class DemoConfig:
     """Sizes of the demo; the defaults finish in about ten minutes on two CPU cores.
 
     Attributes:
-      family: task family for meta-training and comparison (``tasks.registry``).
-      outer_steps: PES outer steps of the quick meta-training.
-      horizon, trunc_length: inner horizon and truncation length of meta-training.
-      num_tasks, num_pairs: tasks per outer step and antithetic pairs per task.
-      steps: step budget of every optimizer in the comparison.
-      seeds, eval_tasks: held-out comparison batch (tasks × seeds runs per optimizer).
+      meta: the meta-training run (`MetaTrainConfig`: family, horizon, tasks, seed, ...);
+        its ``out_dir`` is replaced by ``OUT/meta-train`` and its checkpoint period by
+        ``max(50, outer_steps // 4)``.
+      steps: inner steps of every training run in the comparison.
+      seeds, tasks: held-out comparison batch (tasks x seeds runs per optimizer).
       pretrained: shipped optimizers added to the comparison (``l2o.list_pretrained()``
         names; missing ones are skipped with a note).
-      seed: PRNG seed of the whole demo.
       out: output directory.
     """
 
-    family: str = DEFAULT_FAMILY
-    outer_steps: int = 300
-    horizon: int = 200
-    trunc_length: int = 20
-    num_tasks: int = 8
-    num_pairs: int = 4
+    meta: MetaTrainConfig = dataclasses.field(default_factory=default_meta_config)
     steps: int = 200
     seeds: int = 3
-    eval_tasks: int = 6
+    tasks: int = 6
     pretrained: tuple[str, ...] = ("mlp-image", "lstm-image")
-    seed: int = 0
     out: str = "runs/demo"
 
     def __post_init__(self):
-        for name in ("outer_steps", "horizon", "trunc_length", "num_tasks", "num_pairs",
-                     "steps", "seeds", "eval_tasks"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+        if not isinstance(self.meta, MetaTrainConfig):
+            raise TypeError(f"demo: meta must be a MetaTrainConfig, got {type(self.meta).__name__}.")
+        sizes = {"outer_steps": self.meta.outer_steps, "steps": self.steps, "seeds": self.seeds,
+                 "tasks": self.tasks}
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"demo: {name} must be a positive integer, got {value!r}.")
-        if self.horizon % self.trunc_length:
-            raise ValueError(
-                f"demo: trunc_length ({self.trunc_length}) must divide horizon "
-                f"({self.horizon}); e.g. --trunc-length 20 --horizon 200."
-            )
+
+    def meta_train_config(self) -> MetaTrainConfig:
+        """``meta`` with the run directory and checkpoint period of this demo."""
+        return dataclasses.replace(
+            self.meta, out_dir=str(Path(self.out) / "meta-train"),
+            ckpt_every=max(50, self.meta.outer_steps // 4))
 
 
 def meta_train_quick(config: DemoConfig):
-    """Stage 1: PES meta-training of the default MLP optimizer; returns its TrainResult."""
-    from meta_train.config import MetaTrainConfig
+    """Stage 1: PES meta-training of ``config.meta``; returns its TrainResult."""
     from meta_train.train import train
 
-    meta_config = MetaTrainConfig(
-        family=config.family,
-        lopt="mlp",
-        strategy="pes",
-        horizon=config.horizon,
-        trunc_length=config.trunc_length,
-        num_tasks=config.num_tasks,
-        num_pairs=config.num_pairs,
-        outer_steps=config.outer_steps,
-        eval_every=0,
-        ckpt_every=max(50, config.outer_steps // 4),
-        seed=config.seed,
-        out_dir=str(Path(config.out) / "meta-train"),
-    )
-    return train(meta_config)
+    return train(config.meta_train_config())
 
 
 def learned_rows(theta_path: Path, pretrained: tuple[str, ...]) -> tuple[dict, list[str]]:
@@ -98,7 +90,7 @@ def learned_rows(theta_path: Path, pretrained: tuple[str, ...]) -> tuple[dict, l
 
     rows, notes = {}, []
     lopt, theta, _ = l2o.load(theta_path)
-    rows["mlp (demo)"] = lambda n, lopt=lopt, theta=theta: lopt.as_optax(theta, num_steps=n)
+    rows[f"{lopt.name} (demo)"] = lambda n, lopt=lopt, theta=theta: lopt.as_optax(theta, num_steps=n)
     available = l2o.list_pretrained()
     for name in pretrained:
         if name not in available:
@@ -121,8 +113,9 @@ def run_demo(config: DemoConfig) -> dict:
     print(f"l2o demo on {device.platform} ({device.device_kind}); output in {out}")
 
     t0 = time.perf_counter()
-    print(f"[1/3] meta-training an MLP optimizer with PES on {config.family} "
-          f"({config.outer_steps} outer steps)")
+    meta = config.meta
+    print(f"[1/3] meta-training an {meta.lopt} optimizer with {meta.strategy} on {meta.family} "
+          f"({meta.outer_steps} outer steps)")
     trained = meta_train_quick(config)
     meta_seconds = time.perf_counter() - t0
 
@@ -130,19 +123,20 @@ def run_demo(config: DemoConfig) -> dict:
     rows, notes = learned_rows(trained.theta_path, config.pretrained)
     for note in notes:
         print(f"  note: {note}")
-    family = registry.get(config.family)
+    family = registry.get(meta.family)
     results = compare(
         {"lion": "lion", "lookahead": "lookahead", **rows},
         family,
         steps=config.steps,
         num_seeds=config.seeds,
-        num_tasks=config.eval_tasks,
+        num_tasks=config.tasks,
         guard=True,
         heldout_family=family,
-        key=jax.random.PRNGKey(config.seed + 1),
+        key=jax.random.PRNGKey(meta.seed + 1),
     )
     results.config["demo"] = {
-        **dataclasses.asdict(config),
+        **{k: v for k, v in dataclasses.asdict(config).items() if k != "meta"},
+        "meta": config.meta_train_config().to_dict(),
         "meta_train_seconds": round(meta_seconds, 1),
         "meta_train_run": str(trained.run_dir),
         "notes": notes,
@@ -156,9 +150,15 @@ def run_demo(config: DemoConfig) -> dict:
     return {"paths": paths, "results": results, "meta_train": trained}
 
 
+# Demo flag -> meta-training config field.
+_META_FLAGS = {"family": "family", "outer_steps": "outer_steps", "horizon": "horizon",
+               "trunc_length": "trunc_length", "num_tasks": "num_tasks",
+               "num_pairs": "num_pairs", "seed": "seed"}
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``demo`` subcommand."""
-    defaults = DemoConfig()
+    defaults, meta = DemoConfig(), default_meta_config()
     parser = subparsers.add_parser(
         "demo",
         help="quick meta-training + comparison report on the embedded digits data",
@@ -166,11 +166,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", default=defaults.out, help="output directory (%(default)s)")
-    parser.add_argument("--family", default=defaults.family, help="task family (%(default)s)")
-    for name in ("outer_steps", "horizon", "trunc_length", "num_tasks", "num_pairs", "steps",
-                 "seeds", "eval_tasks", "seed"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
-                            default=getattr(defaults, name), help="(default %(default)s)")
+    parser.add_argument("--family", default=meta.family, help="task family (%(default)s)")
+    helps = {"outer_steps": "meta-training steps", "horizon": "inner steps per meta-training run",
+             "trunc_length": "inner steps per outer step", "num_tasks": "tasks per outer step",
+             "num_pairs": "antithetic pairs per task", "seed": "PRNG seed of the whole demo"}
+    for name, help_ in helps.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(meta, name),
+                            help=f"{help_} (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=defaults.steps,
+                        help="inner steps per comparison run (default %(default)s)")
+    parser.add_argument("--seeds", type=int, default=defaults.seeds,
+                        help="seeds per held-out task (default %(default)s)")
+    parser.add_argument("--tasks", type=int, default=defaults.tasks,
+                        help="held-out comparison tasks (default %(default)s)")
+    parser.add_argument("--eval-tasks", dest="old_eval_tasks", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides", help="any l2o meta-train config field (repeatable)")
     parser.add_argument(
         "--pretrained", default=",".join(defaults.pretrained),
         help="comma-separated shipped optimizers to include (default %(default)s; '' for none)",
@@ -179,18 +190,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def config_from_args(args: argparse.Namespace) -> DemoConfig:
+    """The `DemoConfig` of parsed ``demo`` flags (``ValueError`` / ``TypeError`` if invalid)."""
+    tasks = args.tasks
+    if args.old_eval_tasks is not None:
+        print("l2o demo: warning: --eval-tasks is deprecated; use --tasks.", file=sys.stderr)
+        tasks = args.old_eval_tasks
+    overrides = [f"{field}={getattr(args, flag)}" for flag, field in _META_FLAGS.items()]
+    meta = default_meta_config().with_overrides(overrides + list(args.overrides))
+    pretrained = tuple(p.strip() for p in args.pretrained.split(",") if p.strip())
+    return DemoConfig(meta=meta, steps=args.steps, seeds=args.seeds, tasks=tasks,
+                      pretrained=pretrained, out=args.out)
+
+
 def run(args: argparse.Namespace) -> int:
     """CLI entry of ``l2o demo``."""
     from tasks import registry
 
     if args.family not in registry.names():
         raise SystemExit(f"unknown --family {args.family!r}; choose from {registry.names()}.")
-    fields = {f.name for f in dataclasses.fields(DemoConfig)}
-    values = {k: v for k, v in vars(args).items() if k in fields}
-    values["pretrained"] = tuple(p.strip() for p in args.pretrained.split(",") if p.strip())
     try:
-        config = DemoConfig(**values)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
+        config = config_from_args(args)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"l2o demo: error: {error}") from None
     run_demo(config)
     return 0

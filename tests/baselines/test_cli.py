@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from baselines import cli
-from toy import toy_family
 
 
 def _parser():
@@ -19,9 +18,16 @@ def _parser():
 
 def test_parser_defaults_and_flags():
     args = _parser().parse_args(["compare", "--family", "quadratic", "--guard", "--steps", "12",
-                                 "--seeds", "3", "--num-tasks", "5", "--out", "x"])
+                                 "--seeds", "3", "--tasks", "5", "--out", "x"])
     assert args.func is cli.run and args.guard and args.optimizers == "adam,lion,lookahead"
-    assert (args.steps, args.seeds, args.num_tasks, args.out) == (12, 3, 5, "x")
+    assert (args.steps, args.seeds, args.tasks, args.out) == (12, 3, 5, "x")
+
+
+def test_old_num_tasks_flag_warns_and_means_held_out_tasks(capsys):
+    args = _parser().parse_args(["compare", "--family", "quadratic", "--num-tasks", "0"])
+    with pytest.raises(SystemExit, match="--tasks must be >= 1, got 0"):
+        cli.run(args)
+    assert "--num-tasks is deprecated here; use --tasks" in capsys.readouterr().err
 
 
 def test_resolve_optimizer_names_files_and_errors(tmp_path):
@@ -49,11 +55,11 @@ def test_resolve_families_uses_the_task_registry():
 def test_run_writes_a_report_on_a_registered_family(tmp_path, capsys):
     args = _parser().parse_args([
         "compare", "--family", "quadratic", "--optimizers", "adam,sgd", "--no-tune",
-        "--steps", "8", "--seeds", "1", "--num-tasks", "2", "--out", str(tmp_path),
+        "--steps", "8", "--seeds", "1", "--tasks", "2", "--out", str(tmp_path),
     ])
     assert cli.run(args) == 0
     data = json.loads((tmp_path / "results.json").read_text())
-    assert list(data["rows"]) == ["adam", "sgd"] and data["rows"]["sgd"]["hparams"] == {"lr": 1e-2}
+    assert list(data["rows"]) == ["adam", "sgd"] and data["rows"]["sgd"]["hparams"] == {"learning_rate": 1e-2}
     assert data["config"]["heldout_family"] == "quadratic" and not data["config"]["tune"]
     assert len(data["rows"]["adam"]["train_loss"][0][0]) == 8
     assert "speedup" in capsys.readouterr().out
@@ -70,13 +76,13 @@ def test_compare_on_mlp_digits_with_a_guarded_learned_optimizer(tmp_path):
     args = _parser().parse_args([
         "compare", "--family", "mlp-digits", "--optimizers",
         f"adam,lion,lookahead,{tmp_path / 'fresh.json'}", "--guard", "--steps", "150",
-        "--seeds", "2", "--num-tasks", "2", "--out", str(tmp_path / "out"),
+        "--seeds", "2", "--tasks", "2", "--out", str(tmp_path / "out"),
     ])
     assert cli.run(args) == 0
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert list(data["rows"]) == ["adam", "lion", "lookahead", "fresh", "fresh+guard"]
     adam = data["rows"]["adam"]["metrics"]
     first = np.nanmean(np.array(data["rows"]["adam"]["train_loss"], float)[..., 0])
-    assert adam["final_loss"] < 0.5 * first  # tuned Adam trains the MLP
+    assert adam["tail_train_loss"] < 0.5 * first  # tuned Adam trains the MLP
     assert data["rows"]["fresh+guard"]["metrics"]["divergences"] == 0
     assert (tmp_path / "out" / "performance_profile.png").exists()

@@ -12,7 +12,7 @@ from baselines import evaluate as ev
 from baselines import optimizers, registry
 from baselines.report import write_report
 from baselines.tune import tail_mean
-from toy import toy_family
+from helpers.toy_family import toy_family
 
 KEY = jax.random.PRNGKey(11)
 STEPS = 30
@@ -28,7 +28,7 @@ def _learned_row():
 
 @pytest.fixture(scope="module")
 def results():
-    narrow = {"lr": (1e-2, 1e-1)}
+    narrow = {"learning_rate": (1e-2, 1e-1)}
     return cmp.compare(
         {
             "adam": registry.get("adam").with_grid(**narrow),
@@ -51,11 +51,15 @@ def test_reference_row_matches_a_direct_run(results):
     adam = results.rows["adam"]
     assert adam.hparams == results.tuning["adam"].best
     direct = ev.evaluate(
-        optimizers.adam(adam.hparams["lr"]), toy_family(noise=0.2), STEPS, 2, 2, jax.random.split(KEY)[1]
+        optimizers.adam(adam.hparams["learning_rate"]), toy_family(noise=0.2), STEPS, 2, 2, jax.random.split(KEY)[1]
     )
     np.testing.assert_allclose(adam.result.train_loss, direct.train_loss, rtol=1e-5)
-    np.testing.assert_allclose(adam.metrics["final_loss"], tail_mean(direct.train_loss).mean(), rtol=1e-5)
+    np.testing.assert_allclose(adam.metrics["tail_train_loss"], tail_mean(direct.train_loss).mean(), rtol=1e-5)
     np.testing.assert_allclose(adam.metrics["final_test_loss"], direct.eval_loss[..., -1].mean(), rtol=1e-5)
+    np.testing.assert_allclose(adam.metrics["final_train_loss"], direct.eval_train_loss[..., -1].mean(),
+                               rtol=1e-5)
+    # The toy's eval loss is the noise-free quadratic: below the noisy minibatch tail loss.
+    assert adam.metrics["final_train_loss"] < adam.metrics["tail_train_loss"]
     assert adam.metrics["speedup_median"] == 1.0 and adam.metrics["win_rate"] == 0.5
     assert adam.metrics["time_ratio"] == 1.0 and adam.metrics["fraction_reached"] == 1.0
 
@@ -68,20 +72,20 @@ def test_rows_and_metrics_are_consistent(results):
     assert results.rows["learned+guard"].kind == "guarded"
     for row in results.rows.values():
         per_task = row.metrics["per_task"]
-        finals = np.asarray(per_task["final_loss"])
-        reference = np.asarray(per_task["reference_final_loss"])
+        finals = np.asarray(per_task["tail_train_loss"])
+        reference = np.asarray(per_task["reference_tail_train_loss"])
         wins = np.mean((np.nan_to_num(finals, nan=np.inf) < reference) + 0.5 * (finals == reference))
         assert row.metrics["win_rate"] == pytest.approx(wins)
         assert row.result.train_loss.shape == (2, 2, STEPS)
     learned = results.rows["learned"].metrics
-    assert learned["divergences"] == 0 and np.isfinite(learned["final_loss"])
+    assert learned["divergences"] == 0 and np.isfinite(learned["final_train_loss"])
 
 
 def test_diverging_optimizer_is_reported_not_raised(results):
     blowup = results.rows["blowup"].metrics
     assert blowup["divergences"] == blowup["num_runs"] == 4
     assert blowup["speedup_median"] == 0.0 and blowup["win_rate"] == 0.0
-    assert np.isnan(blowup["final_loss"])
+    assert np.isnan(blowup["final_train_loss"]) and np.isnan(blowup["tail_train_loss"])
 
 
 def test_guard_with_tuned_adam_fallback_rescues_the_diverging_optimizer(results):
@@ -90,7 +94,7 @@ def test_guard_with_tuned_adam_fallback_rescues_the_diverging_optimizer(results)
     stats = guarded.result.final_stats
     assert stats["num_steps"].shape == (2, 2) and (stats["num_steps"] == STEPS).all()
     assert guarded.metrics["guard_learned_fraction"] < 0.2
-    assert guarded.metrics["final_loss"] < 2 * results.rows["adam"].metrics["final_loss"]
+    assert guarded.metrics["tail_train_loss"] < 2 * results.rows["adam"].metrics["tail_train_loss"]
     learned_fraction = results.rows["learned+guard"].metrics["guard_learned_fraction"]
     assert 0.0 <= learned_fraction <= 1.0
 
@@ -99,11 +103,12 @@ def test_report_files(results, tmp_path):
     paths = write_report(results, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
     assert data["device"] == str(jax.devices()[0]) and data["versions"]["jax"] == jax.__version__
-    assert data["config"]["steps"] == STEPS and data["config"]["grids"]["adam"]["lr"] == [1e-2, 1e-1]
+    assert data["config"]["steps"] == STEPS and data["config"]["grids"]["adam"]["learning_rate"] == [1e-2, 1e-1]
     adam = data["rows"]["adam"]
-    assert adam["metrics"]["final_loss"] == pytest.approx(results.rows["adam"].metrics["final_loss"])
+    assert adam["metrics"]["final_train_loss"] == pytest.approx(
+        results.rows["adam"].metrics["final_train_loss"])
     np.testing.assert_allclose(np.array(adam["train_loss"]), results.rows["adam"].result.train_loss)
-    assert data["rows"]["blowup"]["metrics"]["final_loss"] is None
+    assert data["rows"]["blowup"]["metrics"]["tail_train_loss"] is None
     assert data["rows"]["blowup"]["train_loss"][0][0][-1] is None
     assert data["tuning"]["lookahead"]["best"] == results.tuning["lookahead"].best
     fractions = np.array(data["performance_profile"]["fractions"])
@@ -112,6 +117,8 @@ def test_report_files(results, tmp_path):
     assert data["rows"]["blowup+guard"]["final_stats"]["num_steps"] == [[STEPS] * 2] * 2
     text = paths["markdown"].read_text()
     assert "| blowup |" in text and "4/4" in text and "cpu" in text.lower()
+    assert "final train loss | final test loss | tail train loss" in text
+    assert "tail train loss: mean minibatch training loss over the last 10% of steps" in text
     assert "blowup+guard:" in text
     for key in ("curves", "profile"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,7 @@ import pytest
 
 from baselines import evaluate as ev
 from baselines import optimizers
-from toy import quadratic, toy_family
+from helpers.toy_family import quadratic, toy_family
 
 KEY = jax.random.PRNGKey(3)
 
@@ -57,7 +57,7 @@ def test_uneven_eval_chunks_cover_every_step():
 
 def test_lookahead_is_evaluated_on_slow_weights():
     family = toy_family(noise=0.0, init_scale=0.0)
-    tx = optimizers.lookahead(optimizers.sgd(0.1), k=5, alpha=0.5)
+    tx = optimizers.lookahead(optimizers.sgd(0.1), sync_period=5, slow_step_size=0.5)
     result = ev.evaluate(tx, family, 6, num_seeds=1, num_tasks=1, key=KEY, num_evals=2)
     curve, evals = result.train_loss[0, 0], result.eval_loss[0, 0]
     # step 3: no sync yet, slow weights are still the initial ones
@@ -70,20 +70,20 @@ def test_lookahead_is_evaluated_on_slow_weights():
 
 def _probe_tx():
     """Zero updates, except the difference between this step's loss and the previous
-    step's value_fn(params): zero iff value_fn is the loss on the next minibatch."""
+    step's next_loss_fn(params): zero iff next_loss_fn is the loss on the next minibatch."""
 
     def init(params):
         return jnp.full((), jnp.nan)
 
-    def update(grads, predicted, params=None, *, value, value_fn, **extra):
+    def update(grads, predicted, params=None, *, value, next_loss_fn, **extra):
         mismatch = jnp.where(jnp.isnan(predicted), 0.0, value - predicted)
         updates = jax.tree.map(lambda g: jnp.full_like(g, mismatch), grads)
-        return updates, value_fn(params)
+        return updates, next_loss_fn(params)
 
     return optax.GradientTransformationExtraArgs(init, update)
 
 
-def test_value_and_value_fn_are_this_and_next_minibatch_loss():
+def test_value_and_next_loss_fn_are_this_and_next_minibatch_loss():
     family = toy_family(noise=0.5)
     frozen = ev.evaluate(optax.set_to_zero(), family, 12, num_seeds=2, num_tasks=1, key=KEY)
     probe = ev.evaluate(_probe_tx(), family, 12, num_seeds=2, num_tasks=1, key=KEY)
@@ -103,11 +103,11 @@ def test_divergence_is_reported_not_raised():
 
 def test_grid_axis_matches_separate_runs():
     family = toy_family()
-    grid = [{"lr": 0.01}, {"lr": 0.1}]
+    grid = [{"learning_rate": 0.01}, {"learning_rate": 0.1}]
     batched = ev.evaluate_grid(optimizers.adam, grid, family, 10, 2, 2, KEY)
     assert batched.train_loss.shape == (2, 2, 2, 10)
     for i, point in enumerate(grid):
-        single = ev.evaluate(optimizers.adam(point["lr"]), family, 10, 2, 2, KEY)
+        single = ev.evaluate(optimizers.adam(point["learning_rate"]), family, 10, 2, 2, KEY)
         np.testing.assert_allclose(batched.train_loss[i], single.train_loss, rtol=1e-5)
 
 

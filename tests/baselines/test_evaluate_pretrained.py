@@ -11,8 +11,8 @@ def load_script():
 
 
 def fake_entry(names, tasks, steps):
-    row = {"final_loss": 0.5, "speedup_median": 1.5, "win_rate": 0.75, "divergences": 0,
-           "num_runs": 4}
+    row = {"final_train_loss": 0.25, "tail_train_loss": 0.5, "speedup_median": 1.5,
+           "win_rate": 0.75, "divergences": 0, "num_runs": 4}
     return {"tasks": tasks, "steps": steps, "device": "cpu",
             "rows": {"adam": row, **{n: row for n in names}}}
 
@@ -42,7 +42,15 @@ def test_optimizers_trained_on_one_family_share_each_comparison(tmp_path, monkey
         "mlp-digits", "mlp-digits-heldout", "conv-digits", "rosenbrock"]
     summary = (tmp_path / "summary.md").read_text()
     assert "## Trained on mlp-digits" in summary and "## Trained on quadratic" in summary
-    assert "| conv-digits | 200 | lstm-image | 0.5 | 1.50x | 0.75 | 0/4 |" in summary
+    assert "| conv-digits | 200 | lstm-image | 0.25 | 0.5 | 1.50x | 0.75 | 0/4 |" in summary
+
+
+def test_summary_reads_entries_written_before_the_losses_were_named():
+    old = {"tasks": "quadratic", "steps": 100, "rows": {"adam": {
+        "final_loss": 0.5, "speedup_median": 1.0, "win_rate": 0.5, "divergences": 0,
+        "num_runs": 4}}}
+    text = load_script().summary_markdown({"quadratic": [old]})
+    assert "| quadratic | 100 | adam | n/a | 0.5 | 1.00x | 0.50 | 0/4 |" in text
 
 
 def test_no_ood_and_a_single_name(tmp_path, monkeypatch):

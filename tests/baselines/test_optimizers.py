@@ -26,7 +26,7 @@ def _params0():
 
 def _run(tx, grads_seq, params):
     """Apply tx for len(grads_seq) steps (grads given, not computed); returns params per step."""
-    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.float32(1.0), value_fn=lambda q: 0.0))
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.float32(1.0), next_loss_fn=lambda q: 0.0))
     state = tx.init(params)
     history = []
     for grads in grads_seq:
@@ -61,7 +61,7 @@ def test_adam_matches_reference():
 def test_lion_matches_reference(weight_decay):
     lr, b1, b2 = 0.02, 0.9, 0.99
     grads_seq, params = _grads_sequence(1), _params0()
-    history, _ = _run(optimizers.lion(lr, weight_decay), grads_seq, params)
+    history, _ = _run(optimizers.lion(lr, b1, b2, weight_decay=weight_decay), grads_seq, params)
     ref = {k: v.astype(np.float64) for k, v in params.items()}
     m = {k: np.zeros_like(v) for k, v in ref.items()}
     for grads, got in zip(grads_seq, history):
@@ -89,7 +89,7 @@ def test_sgd_momentum_matches_reference():
 def test_lookahead_sgd_matches_reference_and_keeps_slow_weights(k, alpha):
     lr = 0.1
     grads_seq, params = _grads_sequence(3, steps=10), _params0()
-    tx = optimizers.lookahead(optimizers.sgd(lr), k=k, alpha=alpha)
+    tx = optimizers.lookahead(optimizers.sgd(lr), sync_period=k, slow_step_size=alpha)
     state = tx.init(params)
     update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.float32(0.0)))
     fast = {key: v.astype(np.float64) for key, v in params.items()}
@@ -113,7 +113,7 @@ def test_lookahead_sgd_matches_reference_and_keeps_slow_weights(k, alpha):
 def test_lookahead_adam_keeps_inner_state_across_syncs():
     lr, k, alpha = 0.05, 2, 0.5
     grads_seq, params = _grads_sequence(4, steps=6), _params0()
-    history, _ = _run(optimizers.lookahead(optimizers.adam(lr), k=k, alpha=alpha), grads_seq, params)
+    history, _ = _run(optimizers.lookahead(optimizers.adam(lr), k, alpha), grads_seq, params)
     adam_ref = optax.adam(lr)  # inner reference updates, state never reset
     inner_state = adam_ref.init(params)
     fast = jax.tree.map(np.asarray, params)
@@ -138,15 +138,41 @@ def test_eval_params_is_identity_for_plain_states():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: optimizers.adam(-1.0), "lr must be a positive"),
-        (lambda: optimizers.lion(1e-3, weight_decay=-0.1), "weight_decay must be >= 0"),
-        (lambda: optimizers.lookahead(optimizers.adam(1e-3), k=0), "k must be a positive int"),
-        (lambda: optimizers.lookahead(optimizers.adam(1e-3), alpha=1.5), r"alpha must lie in \(0, 1\]"),
+        (lambda: optimizers.lookahead(optimizers.adam(1e-3), sync_period=0),
+         "sync_period must be a positive int"),
+        (lambda: optimizers.lookahead(optimizers.adam(1e-3), slow_step_size=1.5),
+         r"slow_step_size must lie in \(0, 1\]"),
     ],
 )
 def test_bad_hyperparameters_raise(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_baselines_are_optax_with_optax_argument_order():
+    assert (optimizers.adam, optimizers.lion, optimizers.sgd) == (optax.adam, optax.lion, optax.sgd)
+    # lion(learning_rate, b1, b2, weight_decay): a second positional argument is b1.
+    grads_seq, params = _grads_sequence(5), _params0()
+    got, _ = _run(optimizers.lion(3e-4, 0.5), grads_seq, params)
+    want, _ = _run(optax.lion(learning_rate=3e-4, b1=0.5, b2=0.99, weight_decay=1e-3), grads_seq, params)
+    _close(got[-1], want[-1])
+    decayed, _ = _run(optimizers.lion(3e-4, 0.5, weight_decay=0.9), grads_seq, params)
+    assert not np.allclose(decayed[-1]["a"], got[-1]["a"])
+
+
+def test_lookahead_old_argument_names_warn_and_still_work():
+    grads_seq, params = _grads_sequence(6, steps=4), _params0()
+    new, _ = _run(optimizers.lookahead(optimizers.sgd(0.1), 2, 0.8), grads_seq, params)
+    with pytest.warns(DeprecationWarning, match="use (sync_period|slow_step_size)") as caught:
+        old = optimizers.lookahead(optimizers.sgd(0.1), k=2, alpha=0.8)
+    assert len(caught) == 2
+    old, _ = _run(old, grads_seq, params)
+    _close(old[-1], new[-1])
+    with pytest.warns(DeprecationWarning, match="use fast_optimizer"):
+        optimizers.lookahead(inner=optimizers.sgd(0.1))
+    with pytest.warns(DeprecationWarning, match="use learning_rate"):
+        spec = registry.get("adam").with_grid(lr=(1e-3,))
+    assert spec.grid == {"learning_rate": (1e-3,)}
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -157,7 +183,7 @@ def test_registry_specs_build_and_step(name):
     tx = spec.make(**spec.defaults)
     params = {"w": jnp.ones(3)}
     state = tx.init(params)
-    updates, _ = tx.update({"w": jnp.ones(3)}, state, params, value=jnp.float32(1.0), value_fn=lambda p: 0.0)
+    updates, _ = tx.update({"w": jnp.ones(3)}, state, params, value=jnp.float32(1.0), next_loss_fn=lambda p: 0.0)
     assert np.all(np.asarray(updates["w"]) < 0)  # a descent step on a positive gradient
     assert spec.eval_params(state, params) is params or name == "lookahead"
 

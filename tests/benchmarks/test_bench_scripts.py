@@ -28,9 +28,12 @@ def test_time_interleaved_measures_known_durations():
     times = common.time_interleaved(
         {"short": lambda: time.sleep(0.002), "long": lambda: time.sleep(0.008)},
         iters=3, repeats=3)
-    assert 0.002 <= times["short"]["median_s"] < 0.006
-    assert 0.008 <= times["long"]["median_s"] < 0.016
-    assert times["long"]["min_s"] <= times["long"]["median_s"] <= times["long"]["max_s"]
+    # Sleeps never end early; how late they end depends on the machine's load, so only
+    # the lower bounds (which catch a wrong division by iters) are checked.
+    assert times["short"]["min_s"] >= 0.002 and times["long"]["min_s"] >= 0.008
+    for entry in times.values():
+        assert entry["min_s"] <= entry["median_s"] <= entry["max_s"]
+        assert (entry["iters"], entry["repeats"]) == (3, 3)
 
 
 def test_merge_results_keeps_other_sections(tmp_path):
@@ -119,8 +122,8 @@ def test_memory_and_compile_time_scripts(tmp_path):
     mem = memory.main(["--sizes", "8,4,2", "--population", "1", "--out", str(out), *TINY_PES])
     analysed = mem["outer_step"]["1"]["compiled_bytes"]
     assert analysed["total"] >= analysed["argument"] > 0
-    comp = compile_time.main(["--population", "2", "--steps", "2", "--num-tasks", "1",
-                              "--num-seeds", "1", "--optimizers", "adam", "--out", str(out),
+    comp = compile_time.main(["--population", "2", "--steps", "2", "--tasks", "1",
+                              "--seeds", "1", "--optimizers", "adam", "--out", str(out),
                               *TINY_PES])
     step = comp["outer_step"]["2"]["step"]
     assert step["compile_s"] > 0 and step["total_s"] == pytest.approx(

@@ -3,9 +3,10 @@
 import pytest
 
 import l2o
+from helpers.lopt import ARCHITECTURES
 
 
-@pytest.fixture(params=l2o.registry.names())
+@pytest.fixture(params=ARCHITECTURES)
 def lopt(request):
-    """Every registered learned optimizer with its default config."""
+    """Every registered architecture (all but the guarded wrapper) with its default config."""
     return l2o.registry.get(request.param)

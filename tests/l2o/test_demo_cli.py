@@ -10,7 +10,9 @@ import pytest
 
 import l2o
 from l2o.app.cli import main
-from l2o.app.demo import DemoConfig, learned_rows
+from l2o.app.cli import build_parser
+from l2o.app.demo import DemoConfig, config_from_args, learned_rows
+from meta_train.config import MetaTrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,15 +42,37 @@ def test_pretrained_show_prints_provenance(capsys):
     assert provenance["recipe"] == "python scripts/pretrain.py mlp-quadratic"
 
 
-@pytest.mark.parametrize("field, value", [("outer_steps", 0), ("seeds", -1), ("steps", 2.5)])
+@pytest.mark.parametrize("field, value", [("seeds", -1), ("steps", 2.5), ("tasks", 0)])
 def test_demo_config_rejects_bad_sizes(field, value):
     with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
         DemoConfig(**{field: value})
+    with pytest.raises(ValueError, match="outer_steps must be a positive integer"):
+        DemoConfig(meta=MetaTrainConfig(outer_steps=0))
 
 
-def test_demo_config_needs_truncation_dividing_horizon():
+def _demo_args(*argv):
+    return build_parser().parse_args(["demo", *argv])
+
+
+def test_demo_flags_set_the_meta_training_config():
+    config = config_from_args(_demo_args(
+        "--outer-steps", "7", "--horizon", "40", "--trunc-length", "10", "--num-tasks", "2",
+        "--num-pairs", "3", "--seed", "5", "--steps", "30", "--tasks", "4", "--seeds", "2",
+        "--set", "sigma=0.05", "--out", "somewhere"))
+    meta = config.meta
+    assert (meta.outer_steps, meta.horizon, meta.trunc_length, meta.num_tasks, meta.num_pairs,
+            meta.seed, meta.sigma) == (7, 40, 10, 2, 3, 5, 0.05)
+    assert (config.steps, config.tasks, config.seeds) == (30, 4, 2)
+    run = config.meta_train_config()
+    assert run.out_dir == str(Path("somewhere") / "meta-train") and run.ckpt_every == 50
+    assert run.recipe == meta.recipe and meta.eval_every == 0
+
+
+def test_demo_config_needs_truncation_dividing_horizon(capsys):
     with pytest.raises(ValueError, match="must divide horizon"):
-        DemoConfig(horizon=100, trunc_length=30)
+        config_from_args(_demo_args("--horizon", "100", "--trunc-length", "30"))
+    config = config_from_args(_demo_args("--eval-tasks", "3"))
+    assert config.tasks == 3 and "--eval-tasks is deprecated; use --tasks" in capsys.readouterr().err
 
 
 def test_learned_rows_skip_missing_pretrained_with_a_note(tmp_path):
@@ -69,7 +93,7 @@ def test_demo_end_to_end_writes_the_report(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "l2o.app.cli", "demo", "--out", str(out), "--outer-steps", "4",
            "--horizon", "40", "--trunc-length", "20", "--num-tasks", "2", "--num-pairs", "2",
-           "--steps", "40", "--seeds", "2", "--eval-tasks", "2", "--pretrained", "mlp-image"]
+           "--steps", "40", "--seeds", "2", "--tasks", "2", "--pretrained", "mlp-image"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())

@@ -1,165 +1,16 @@
 """Loss guard (LGL2O): bad learned rules are contained, good ones kept, the theorem holds."""
 
-from typing import Any, Callable, NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import tasks
+from helpers.guard import (
+    BAD_RULES, SETTINGS, curvature_bounds, digits_problem, fallback_alone, gd_fallback,
+    make_run, nan_producing, noisy_quadratic_problem, quadratic_problem, random_rule,
+)
 from l2o.guard import GuardState, guard_stats, loss_guarded
-
-# ----------------------------------------------------------------------------- problems
-
-
-class Problem(NamedTuple):
-    """``loss(params, key)`` on a minibatch; ``full_loss(params)`` for the final score."""
-
-    name: str
-    params: Any
-    loss: Callable
-    full_loss: Callable
-    optimum: float
-    cfg: Any
-
-
-def registry_problem(name, noise_free=False, seed=0, **overrides):
-    """Task ``seed`` of ``tasks.registry.get(name, **overrides)``; ``full_loss`` is its
-    ``eval_loss`` on the train split, also used as the training loss with ``noise_free``."""
-    family = tasks.registry.get(name, **overrides)
-    cfg = family.sample(jax.random.key(seed))
-    task = family.task(cfg)
-
-    def full_loss(params):
-        return task.eval_loss(params, jax.random.key(0), "train")
-
-    loss = (lambda params, key: full_loss(params)) if noise_free else task.loss
-    optimum = 0.0 if task.optimum is None else float(task.optimum)
-    return Problem(task.name, task.init(jax.random.key(seed + 1)), loss, full_loss, optimum, cfg)
-
-
-def quadratic_problem():
-    """Noise-free registry quadratic: f(x) = 0.5 (x - x*)^T H (x - x*) + c, 10-d."""
-    return registry_problem("quadratic", noise_free=True)
-
-
-def noisy_quadratic_problem(noise=0.05):
-    """Same family with gradient noise of std ``noise``; ``full_loss`` is the noise-free f."""
-    return registry_problem("quadratic", noise_range=(noise, noise))
-
-
-def rosenbrock_problem():
-    return registry_problem("rosenbrock")
-
-
-def digits_problem():
-    """Registry MLP on the digits dataset: minibatch loss for training, whole split to score."""
-    return registry_problem("mlp-digits")
-
-
-def curvature_bounds(problem):
-    """(mu, L): smallest and largest Hessian eigenvalue of a registry quadratic."""
-    eigenvalues = np.linalg.eigvalsh(np.asarray(problem.cfg.hessian, np.float64))
-    return float(eigenvalues[0]), float(eigenvalues[-1])
-
-
-def gd_fallback():
-    """Gradient descent with step 1/L on `quadratic_problem` (the theorem's fallback)."""
-    return optax.sgd(1.0 / curvature_bounds(quadratic_problem())[1])
-
-
-def make_run(tx, problem, steps, record_full=False):
-    """jit ``run(params, key) -> (params, state, losses[steps])``: the guard's training loop.
-
-    ``losses[t]`` is the minibatch loss at ``θ_t``, or with ``record_full`` the pair
-    (minibatch loss, ``full_loss(θ_t)``) as ``[steps, 2]``.
-    """
-    tx = optax.with_extra_args_support(tx)
-
-    def run(params, key):
-        def step(carry, t):
-            params, state = carry
-            batch_key = jax.random.fold_in(key, t)
-            next_key = jax.random.fold_in(key, t + 1)
-            loss, grads = jax.value_and_grad(problem.loss)(params, batch_key)
-            updates, state = tx.update(
-                grads, state, params, value=loss, value_fn=lambda p: problem.loss(p, next_key)
-            )
-            out = jnp.stack([loss, problem.full_loss(params)]) if record_full else loss
-            return (optax.apply_updates(params, updates), state), out
-
-        (params, state), losses = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(steps))
-        return params, state, losses
-
-    return jax.jit(run)
-
-
-# ------------------------------------------------------------------- bad learned rules
-
-
-def sign_flipped(lr=0.1):
-    """Gradient ascent: u = +lr g."""
-    return optax.sgd(-lr)
-
-
-def exploding(lr=0.1):
-    """Adam's step times 1e3."""
-    return optax.chain(optax.adam(lr), optax.scale(1e3))
-
-
-def nan_producing():
-    """Every update is NaN."""
-    return optax.stateless(lambda updates, params: jax.tree.map(lambda g: g * jnp.nan, updates))
-
-
-def random_rule(scale=1.0):
-    """u ~ N(0, scale^2) per coordinate, fresh noise each step (key in the state)."""
-
-    def init(params):
-        return jax.random.key(42)
-
-    def update(updates, key, params=None):
-        key, sub = jax.random.split(key)
-        leaves, treedef = jax.tree.flatten(updates)
-        keys = jax.random.split(sub, len(leaves))
-        noise = [scale * jax.random.normal(k, g.shape, g.dtype) for k, g in zip(keys, leaves)]
-        return jax.tree.unflatten(treedef, noise), key
-
-    return optax.GradientTransformation(init, update)
-
-
-BAD_RULES = {
-    "sign_flipped": sign_flipped,
-    "exploding": exploding,
-    "nan": nan_producing,
-    "random": random_rule,
-}
-
-# name -> (problem, fallback, steps)
-SETTINGS = {
-    "quadratic-gd": (quadratic_problem, gd_fallback(), 100),
-    "quadratic-adam": (quadratic_problem, optax.adam(0.05), 100),
-    "rosenbrock-adam": (rosenbrock_problem, optax.adam(0.02), 300),
-    "digits-adam": (digits_problem, optax.adam(1e-2), 100),
-}
-
-
-@pytest.fixture(scope="module")
-def fallback_alone():
-    """Final params of each setting's fallback alone from key 1 (computed once per setting)."""
-    cache = {}
-
-    def get(setting):
-        if setting not in cache:
-            make_problem, fallback, steps = SETTINGS[setting]
-            problem = make_problem()
-            cache[setting] = make_run(fallback, problem, steps)(problem.params, jax.random.key(1))[0]
-        return cache[setting]
-
-    return get
-
 
 # Final loss gap f - f* must be within 1% of the fallback's, plus 1% of the initial gap:
 # with Adam (no monotonicity) a rule that wins one early step by being genuinely lower
@@ -183,7 +34,7 @@ BAD_CASES = [
 
 @pytest.mark.parametrize("shadow", [True, False], ids=["shadow", "per-step"])
 @pytest.mark.parametrize("setting, rule", BAD_CASES)
-def test_bad_learned_rule_is_contained(setting, rule, shadow, fallback_alone):
+def test_bad_learned_rule_is_contained(setting, rule, shadow):
     make_problem, fallback, steps = SETTINGS[setting]
     problem = make_problem()
     run = make_run(loss_guarded(BAD_RULES[rule](), fallback, shadow=shadow), problem, steps)
@@ -252,7 +103,7 @@ def test_sgd_fallback_on_noisy_quadratic_descends_in_expectation():
 
 
 @pytest.mark.parametrize("setting", ["quadratic-adam", "digits-adam"])
-def test_fallback_as_learned_takes_learned_on_ties_and_equals_fallback(setting, fallback_alone):
+def test_fallback_as_learned_takes_learned_on_ties_and_equals_fallback(setting):
     make_problem, fallback, steps = SETTINGS[setting]
     problem = make_problem()
     run = make_run(loss_guarded(fallback, fallback, shadow=False), problem, steps)
@@ -298,7 +149,7 @@ def test_counters_and_recorded_losses_follow_the_rule_exactly():
     loss_fn = lambda p: 0.5 * p["x"] ** 2  # noqa: E731
     params = {"x": jnp.float32(1.0)}
     state = tx.init(params)
-    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=loss_fn(p), value_fn=loss_fn))
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=loss_fn(p), next_loss_fn=loss_fn))
     x = 1.0
     for t in range(6):
         grads = jax.grad(loss_fn)(params)
@@ -321,17 +172,17 @@ def test_finite_learned_beats_non_finite_fallback_and_zero_update_when_both_fail
     params = {"x": jnp.array([1.0, 2.0])}
     grads = jax.grad(loss_fn)(params)
     tx = loss_guarded(optax.sgd(0.1), optax.sgd(-1e3))  # fallback ascends to exp(1e4) = inf
-    updates, state = tx.update(grads, tx.init(params), params, value_fn=loss_fn)
+    updates, state = tx.update(grads, tx.init(params), params, next_loss_fn=loss_fn)
     assert bool(state.used_learned) and not np.isfinite(float(state.fallback_loss))
     np.testing.assert_allclose(updates["x"], -0.1 * grads["x"], rtol=1e-6)
     # Both fail: the per-step rule takes the fallback (a shadow run would jump to its own
     # next point instead, which is no better here: it ascends too).
     tx = loss_guarded(nan_producing(), optax.sgd(-1e3), shadow=False)
-    updates, state = tx.update(grads, tx.init(params), params, value_fn=loss_fn)
+    updates, state = tx.update(grads, tx.init(params), params, next_loss_fn=loss_fn)
     assert not bool(state.used_learned) and int(state.num_fallback) == 1
     np.testing.assert_allclose(updates["x"], 1e3 * grads["x"], rtol=1e-6)
     tx = loss_guarded(nan_producing(), nan_producing())  # NaN coordinates become no move
-    updates, state = tx.update(grads, tx.init(params), params, value_fn=loss_fn)
+    updates, state = tx.update(grads, tx.init(params), params, next_loss_fn=loss_fn)
     np.testing.assert_array_equal(updates["x"], [0.0, 0.0])
 
 
@@ -355,7 +206,7 @@ def test_guard_stats_finds_the_guard_inside_a_chain_and_rejects_other_states():
     tx = optax.chain(loss_guarded(optax.sgd(0.1), optax.sgd(0.1)), optax.scale(1.0))
     params = {"x": jnp.ones(3)}
     state = tx.init(params)
-    _, state = tx.update(params, state, params, value_fn=lambda p: jnp.sum(p["x"] ** 2))
+    _, state = tx.update(params, state, params, next_loss_fn=lambda p: jnp.sum(p["x"] ** 2))
     assert int(guard_stats(state)["num_learned"]) == 1
     assert isinstance(state[0], GuardState)
     with pytest.raises(ValueError, match="exactly one GuardState"):
@@ -366,14 +217,14 @@ def test_boundary_errors_say_how_to_call():
     params = {"x": jnp.ones(3)}
     tx = loss_guarded(optax.sgd(0.1))
     state = tx.init(params)
-    with pytest.raises(ValueError, match=r"value_fn=lambda p: loss_fn\(p, next_batch\)"):
+    with pytest.raises(ValueError, match=r"needs next_loss_fn.*next_loss_fn=lambda p: loss_fn\(p, next_batch\)"):
         tx.update(params, state, params, value=1.0)
     with pytest.raises(TypeError, match="callable"):
-        tx.update(params, state, params, value_fn=3.0)
+        tx.update(params, state, params, next_loss_fn=3.0)
     with pytest.raises(ValueError, match=r"scalar loss; got an array of shape \(3,\)"):
-        tx.update(params, state, params, value_fn=lambda p: p["x"])
+        tx.update(params, state, params, next_loss_fn=lambda p: p["x"])
     with pytest.raises(ValueError, match="needs the current params"):
-        tx.update(params, state, value_fn=lambda p: 0.0)
+        tx.update(params, state, next_loss_fn=lambda p: 0.0)
     with pytest.raises(TypeError, match="learned must be an optax GradientTransformation"):
         loss_guarded(lambda g: g)
     with pytest.raises(TypeError, match="fallback must be an optax GradientTransformation"):
@@ -392,8 +243,25 @@ def test_value_and_extra_args_reach_both_inner_optimizers():
 
     tx = loss_guarded(recording("learned"), recording("fallback"))
     params = {"x": jnp.ones(2)}
-    value_fn = lambda p: 0.25 * jnp.sum(p["x"])  # noqa: E731
-    tx.update(params, tx.init(params), params, value=2.5, value_fn=value_fn, step_size=1)
-    assert seen["learned"] == [(2.5, ["step_size", "value_fn"])]
+    next_loss_fn = lambda p: 0.25 * jnp.sum(p["x"])  # noqa: E731
+    tx.update(params, tx.init(params), params, value=2.5, next_loss_fn=next_loss_fn, step_size=1)
+    assert seen["learned"] == [(2.5, ["next_loss_fn", "step_size"])]
     # The fallback's own candidate, then the shadow run's step with the shadow's loss.
-    assert seen["fallback"] == [(2.5, ["step_size", "value_fn"]), (0.5, ["step_size", "value_fn"])]
+    assert seen["fallback"] == [(2.5, ["next_loss_fn", "step_size"]),
+                                (0.5, ["next_loss_fn", "step_size"])]
+    # optax's value_fn (the current batch's loss) is passed on as given, beside it.
+    seen["learned"].clear()
+    tx.update(params, tx.init(params), params, value=2.5, next_loss_fn=next_loss_fn,
+              value_fn=lambda p: 0.0)
+    assert seen["learned"] == [(2.5, ["next_loss_fn", "value_fn"])]
+
+
+def test_value_fn_is_a_deprecated_alias_of_next_loss_fn():
+    params = {"x": jnp.array([1.0, -2.0])}
+    loss_fn = lambda p: jnp.sum(p["x"] ** 2)  # noqa: E731
+    tx = loss_guarded(optax.sgd(0.1), optax.sgd(0.3))
+    new = tx.update(params, tx.init(params), params, next_loss_fn=loss_fn)
+    with pytest.warns(DeprecationWarning, match="pass next_loss_fn="):
+        old = tx.update(params, tx.init(params), params, value_fn=loss_fn)
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(old)):
+        np.testing.assert_array_equal(a, b)

@@ -5,15 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_guard import (  # noqa: F401
-    SETTINGS, fallback_alone, gd_fallback, make_run, quadratic_problem,
-)
-
 import l2o
+from helpers.guard import SETTINGS, fallback_alone, gd_fallback, make_run, quadratic_problem
+from helpers.lopt import ARCHITECTURES
 from l2o.base import LearnedOptimizer
 from l2o import GuardedOptimizer, GuardState, guard_stats
 
-NAMES = l2o.registry.names()
+NAMES = ARCHITECTURES
 
 
 def scaled_theta(lopt, scale, seed=0):
@@ -22,13 +20,14 @@ def scaled_theta(lopt, scale, seed=0):
 
 
 def train_protocol(guarded, theta, problem, steps, key):
-    """The meta-training inner loop: protocol ``update`` with ``value_fn`` (needs_value_fn)."""
+    """The meta-training inner loop: ``update`` with ``next_loss_fn`` (needs_next_loss_fn)."""
 
     def step(carry, t):
         params, state = carry
         loss, grads = jax.value_and_grad(problem.loss)(params, jax.random.fold_in(key, t))
         next_key = jax.random.fold_in(key, t + 1)
-        kwargs = {"value_fn": lambda p: problem.loss(p, next_key)} if guarded.needs_value_fn else {}
+        kwargs = ({"next_loss_fn": lambda p: problem.loss(p, next_key)}
+                  if guarded.needs_next_loss_fn else {})
         updates, state = guarded.update(theta, grads, state, params, loss, **kwargs)
         return (optax.apply_updates(params, updates), state), loss
 
@@ -41,7 +40,9 @@ def test_guarded_optimizer_is_a_learned_optimizer(name):
     lopt = l2o.registry.get(name)
     guarded = GuardedOptimizer(lopt, optax.sgd(0.1))
     assert isinstance(guarded, LearnedOptimizer)
-    assert guarded.needs_value_fn is True
+    assert guarded.needs_next_loss_fn is True
+    with pytest.warns(DeprecationWarning, match="needs_next_loss_fn"):
+        assert guarded.needs_value_fn is True
     assert guarded.name == f"guarded-{lopt.name}"
     assert guarded.uses_loss == bool(getattr(lopt, "uses_loss", False))
     theta = guarded.init_meta_params(jax.random.key(0))
@@ -77,7 +78,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, setting", CASES)
-def test_diverging_learned_optimizer_is_contained(name, setting, fallback_alone):  # noqa: F811
+def test_diverging_learned_optimizer_is_contained(name, setting):
     """theta x300: alone the optimizer reaches inf / 1e26 losses; guarded it matches Adam."""
     make_problem, fallback, steps = SETTINGS[setting]
     problem = make_problem()
@@ -116,7 +117,7 @@ def test_protocol_errors():
     theta = lopt.init_meta_params(jax.random.key(0))
     params = quadratic_problem().params
     state = guarded.init(theta, params, 10)
-    with pytest.raises(ValueError, match="guarded-mlp.update needs value_fn"):
+    with pytest.raises(ValueError, match="guarded-mlp.update needs next_loss_fn"):
         guarded.update(theta, params, state, params, jnp.float32(1.0))
     with pytest.raises(TypeError, match="learned must be a LearnedOptimizer"):
         GuardedOptimizer(optax.adam(1e-3))

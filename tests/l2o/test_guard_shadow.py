@@ -10,9 +10,9 @@ import l2o
 import tasks
 from baselines.evaluate import evaluate_grid
 from l2o import GuardedOptimizer, guard_stats, loss_guarded
-from l2o.guard import _find_guard_state
+from l2o.guard_state import _find_guard_state
 
-from test_guard import SETTINGS, make_run, nan_producing
+from helpers.guard import SETTINGS, make_run, nan_producing
 
 
 def constant_rule(step=1.0):
@@ -36,8 +36,8 @@ def two_steps(smoothing):
     params = {"x": jnp.float32(0.0)}
     state = tx.init(params)
     losses = [lambda p: 0.5 * (p["x"] - 1.0) ** 2, lambda p: 0.5 * p["x"] ** 2]
-    for grad, value_fn in zip((-1.0, 1.0), losses):
-        updates, state = tx.update({"x": jnp.float32(grad)}, state, params, value_fn=value_fn)
+    for grad, next_loss_fn in zip((-1.0, 1.0), losses):
+        updates, state = tx.update({"x": jnp.float32(grad)}, state, params, next_loss_fn=next_loss_fn)
         params = optax.apply_updates(params, updates)
     return float(params["x"]), state
 
@@ -80,8 +80,8 @@ def test_non_finite_guarded_point_resets_whatever_the_running_gap(smoothing):
     params = {"x": jnp.float32(1.0)}
     state = tx.init(params)
     # Both candidates NaN on this comparison batch except at the shadow point (x = 1).
-    value_fn = lambda p: jnp.where(p["x"] == 1.0, 0.5, jnp.nan)  # noqa: E731
-    updates, state = tx.update({"x": jnp.float32(1.0)}, state, params, value_fn=value_fn)
+    next_loss_fn = lambda p: jnp.where(p["x"] == 1.0, 0.5, jnp.nan)  # noqa: E731
+    updates, state = tx.update({"x": jnp.float32(1.0)}, state, params, next_loss_fn=next_loss_fn)
     assert bool(state.reset)
     assert float(optax.apply_updates(params, updates)["x"]) == 1.0  # shadow: zero gradient
 

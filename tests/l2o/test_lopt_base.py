@@ -58,7 +58,7 @@ def test_a_subclass_inherits_description_config_and_optax_form():
     assert lopt.summary().splitlines() == [
         "ScaledSign (name 'scaled-sign')", "  learning_rate: 0.5", "  features: sign(g)",
         "  meta-parameters: 1"]
-    assert lopt.uses_loss is False and lopt.needs_value_fn is False
+    assert lopt.uses_loss is False and lopt.needs_next_loss_fn is False
     assert lopt.to_config() == {"learning_rate": 0.5}
     assert ScaledSign.from_config(lopt.to_config()) == lopt
     with pytest.raises(TypeError, match=r"ScaledSign has no config field\(s\) \['lr'\]"):
@@ -107,3 +107,9 @@ def test_old_home_of_guarded_optimizer_warns():
         warnings.simplefilter("error")
         with pytest.raises(AttributeError, match="no attribute 'Guarded'"):
             l2o.guard.Guarded  # noqa: B018
+
+
+def test_public_names_resolve():
+    assert {"GuardedOptimizer", "LoadedOptimizer", "OptaxSpec", "guard_stats",
+            "loss_guarded"} <= set(l2o.__all__)
+    assert [name for name in l2o.__all__ if not hasattr(l2o, name)] == []

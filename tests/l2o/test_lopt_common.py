@@ -10,7 +10,7 @@ import pytest
 
 import l2o
 from l2o.flat import count_params
-from lopt_helpers import nested_params, quadratic_loss, train
+from helpers.lopt import nested_params, quadratic_loss, train
 
 
 def test_is_learned_optimizer_and_hashable(lopt):

@@ -1,6 +1,5 @@
 """Input features: per-tensor normalisation, progress features, sanitising."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

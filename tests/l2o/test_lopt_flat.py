@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from l2o import flat as L
-from lopt_helpers import nested_params
+from helpers.lopt import nested_params
 
 
 def test_flatten_unflatten_round_trip_keeps_dtypes():

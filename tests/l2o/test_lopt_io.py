@@ -6,6 +6,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import serialization
 
@@ -135,3 +136,70 @@ def test_pretrained_listing_and_loading(saved, tmp_path, monkeypatch):
     assert l2o.list_pretrained() == ["opt"]
     lopt, theta, _ = l2o.load_pretrained("opt")
     assert float(theta["log_lr"]) == np.float32(-4.321)
+
+
+def test_load_returns_a_typed_record_with_the_horizon(tmp_path):
+    lopt = l2o.MLPOptimizer(hidden_sizes=(4,))
+    theta = lopt.init_meta_params(jax.random.key(0))
+    l2o.save(tmp_path / "h", lopt, theta, {"horizon": 40})
+    loaded = l2o.load(tmp_path / "h")
+    assert isinstance(loaded, l2o.LoadedOptimizer)
+    assert loaded.lopt == lopt and loaded.record["horizon"] == 40 == loaded.horizon
+    assert loaded.name == "h"
+    lopt_, theta_, record_ = loaded  # still a 3-tuple
+    assert lopt_ is loaded.lopt and theta_ is loaded.theta and record_ is loaded.record
+    params = {"w": jnp.ones(3)}
+    with pytest.warns(UserWarning, match="h: as_optax\\(\\) uses num_steps=40"):
+        tx = loaded.as_optax()
+    assert int(tx.init(params).num_steps) == 40
+    assert int(loaded.as_optax(num_steps=7).init(params).num_steps) == 7
+    # an explicit horizon wins over meta's; without either none is recorded
+    l2o.save(tmp_path / "k", lopt, theta, {"horizon": 40}, horizon=30)
+    assert l2o.load(tmp_path / "k").horizon == 30
+    l2o.save(tmp_path / "none", lopt, theta)
+    bare = l2o.load(tmp_path / "none")
+    assert bare.horizon is None and bare.record["horizon"] is None
+    with pytest.raises(ValueError, match=r"records no meta-training horizon; pass as_optax\(num_steps"):
+        bare.as_optax()
+    with pytest.raises(ValueError, match="horizon must be a positive int"):
+        l2o.save(tmp_path / "bad", lopt, theta, horizon=0)
+
+
+def test_shipped_optimizers_know_their_horizon():
+    horizons = {name: l2o.load_pretrained(name).horizon for name in l2o.list_pretrained()}
+    assert horizons == {"lstm-image": 200, "lstm-quadratic": 100, "mlp-image": 200,
+                        "mlp-quadratic": 100}
+
+
+def test_guarded_optimizer_round_trips_through_files(tmp_path):
+    guarded = l2o.GuardedOptimizer(l2o.LSTMOptimizer(hidden_size=4, num_layers=1),
+                                   {"name": "sgd", "learning_rate": 0.1}, smoothing=0.25)
+    assert guarded.fallback == l2o.OptaxSpec("sgd", learning_rate=0.1)
+    theta = guarded.init_meta_params(jax.random.key(0))
+    l2o.save(tmp_path / "g", guarded, theta, horizon=20)
+    record = json.loads((tmp_path / "g.json").read_text())
+    assert record["architecture"] == "guarded"
+    assert record["config"] == {
+        "learned": {"architecture": "lstm", "config": guarded.learned.to_config()},
+        "fallback": {"name": "sgd", "learning_rate": 0.1}, "shadow": True, "smoothing": 0.25}
+    loaded = l2o.load(tmp_path / "g")
+    assert loaded.lopt == guarded and hash(loaded.lopt) == hash(guarded)
+    for a, b in zip(jax.tree.leaves(loaded.theta), jax.tree.leaves(theta)):
+        np.testing.assert_array_equal(a, b)
+    # a transform object as fallback runs but cannot be written
+    unsaveable = l2o.GuardedOptimizer(guarded.learned, optax.sgd(0.1))
+    with pytest.raises(TypeError, match="fallback is an optax transform object.*OptaxSpec"):
+        l2o.save(tmp_path / "u", unsaveable, theta)
+    assert not (tmp_path / "u.json").exists()
+
+
+def test_registry_describes_every_optimizer():
+    guarded = l2o.registry.get("guarded", learned="lstm", fallback={"name": "adam", "learning_rate": 0.01})
+    assert guarded == l2o.GuardedOptimizer(l2o.LSTMOptimizer(), l2o.OptaxSpec("adam", learning_rate=0.01))
+    assert l2o.registry.get("guarded") == l2o.GuardedOptimizer(l2o.MLPOptimizer())
+    for lopt in (guarded, l2o.MLPOptimizer(hidden_sizes=(3,))):
+        assert l2o.registry.from_dict(l2o.registry.to_dict(lopt)) == lopt
+    with pytest.raises(ValueError, match="not a registered learned optimizer"):
+        l2o.registry.to_dict(object())
+    with pytest.raises(KeyError, match="unknown learned optimizer 'mpl'.*Did you mean 'mlp'"):
+        l2o.registry.get("guarded", learned="mpl")

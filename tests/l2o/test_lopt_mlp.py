@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from l2o import MLPOptimizer
-from lopt_helpers import quadratic_loss, train
+from helpers.lopt import quadratic_loss, train
 
 
 def _zero_last_layer(lopt, theta, bias=None):
@@ -121,7 +121,9 @@ def test_invalid_config_raises(config, match):
 
 def test_lists_become_tuples_and_normalize_all_works():
     lopt = MLPOptimizer(hidden_sizes=[8], momentum_decays=[0.9, 0.99], normalize_over="all")
-    assert lopt.hidden_sizes == (8,) and isinstance(hash(lopt), int)
+    assert lopt.hidden_sizes == (8,)
+    assert hash(lopt) == hash(MLPOptimizer(hidden_sizes=(8,), momentum_decays=(0.9, 0.99),
+                                           normalize_over="all"))
     theta = lopt.init_meta_params(jax.random.key(0))
     assert theta["mlp"]["layer_0"]["w"].shape == (2 + 2 * 2 + 5, 8)
     assert theta["mlp"]["layer_1"]["w"].shape == (8, 3)

@@ -39,7 +39,7 @@ def test_mlp_lopt_trains_flax_model_on_digits():
         def step(carry, key):
             params, state = carry
             loss, grads = jax.value_and_grad(loss_fn)(params, key)
-            updates, state = tx.update(grads, state, params, value=loss, value_fn=loss_fn)
+            updates, state = tx.update(grads, state, params, value=loss, next_loss_fn=loss_fn)
             return (optax.apply_updates(params, updates), state), loss
 
         (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(jax.random.key(2), 150))
@@ -93,10 +93,10 @@ def test_as_optax_rejects_bad_theta_and_horizon():
 
 
 def test_registry():
-    assert l2o.registry.names() == ["lstm", "mlp"]
+    assert l2o.registry.names() == ["guarded", "lstm", "mlp"]
     assert l2o.registry.get("mlp", hidden_sizes=[16]) == l2o.MLPOptimizer(hidden_sizes=(16,))
     assert isinstance(l2o.registry.get("lstm", hidden_size=4), l2o.LSTMOptimizer)
-    with pytest.raises(KeyError, match="unknown learned optimizer 'adam'.*'lstm', 'mlp'"):
+    with pytest.raises(KeyError, match="unknown learned optimizer 'adam'.*'guarded', 'lstm', 'mlp'"):
         l2o.registry.get("adam")
     with pytest.raises(TypeError, match="no config field.*'hidden'.*valid"):
         l2o.registry.get("mlp", hidden=3)

@@ -116,7 +116,7 @@ def run_case(name):
     @jax.jit
     def step(theta, grads, state, params, loss):
         if guarded:
-            return lopt.update(theta, grads, state, params, loss, value_fn=_value_fn)
+            return lopt.update(theta, grads, state, params, loss, next_loss_fn=_value_fn)
         return lopt.update(theta, grads, state, params, loss)
 
     updates_per_step = []

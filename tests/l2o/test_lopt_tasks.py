@@ -9,6 +9,7 @@ import pytest
 
 import l2o
 import tasks.registry
+from helpers.lopt import ARCHITECTURES
 
 LONG = {"quadratic", "rosenbrock", "mlp-digits"}  # 1,000 steps; the rest 50
 
@@ -26,7 +27,7 @@ def _run(lopt, theta, task, params, num_steps, key):
 
 
 @pytest.mark.parametrize("family_name", tasks.registry.names())
-@pytest.mark.parametrize("lopt_name", l2o.registry.names())
+@pytest.mark.parametrize("lopt_name", ARCHITECTURES)
 def test_untrained_optimizer_on_registered_family(family_name, lopt_name):
     family = tasks.registry.get(family_name)
     task = family.sample_task(jax.random.key(0))

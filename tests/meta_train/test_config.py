@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import pytest
 
 from meta_train import cli
-from meta_train.config import MetaTrainConfig
+from meta_train.config import MetaTrainConfig, Recipe, RunSettings
 
 
 def test_defaults_roundtrip_through_json(tmp_path):
@@ -44,7 +45,7 @@ def test_invalid_fields_are_explained(fields, error, match):
 def test_unknown_keys_and_names():
     with pytest.raises(ValueError, match="unknown config key\\(s\\) \\['sigam'\\]; valid keys: .*'sigma'"):
         MetaTrainConfig.from_dict({"sigam": 0.1})
-    with pytest.raises(ValueError, match="unknown lopt 'transformer'; valid: \\['lstm', 'mlp'\\]"):
+    with pytest.raises(ValueError, match="unknown lopt 'transformer'; valid: \\['guarded', 'lstm', 'mlp'\\]"):
         MetaTrainConfig(lopt="transformer").check_names()
     with pytest.raises(ValueError, match="unknown task family 'imagenet'; valid: .*'quadratic'"):
         MetaTrainConfig(family="imagenet").check_names()
@@ -89,7 +90,7 @@ def _parse(argv):
 def test_cli_precedence_and_print_config(tmp_path, capsys):
     path = tmp_path / "c.json"
     MetaTrainConfig(family="quadratic", sigma=0.5, seed=7).to_json(path)
-    args = _parse(["--config", str(path), "--sigma", "0.2", "--steps", "50",
+    args = _parse(["--config", str(path), "--sigma", "0.2", "--outer-steps", "50",
                    "--set", "sigma=0.03", "--out", str(tmp_path / "o"), "--print-config"])
     config = cli.resolve_config(args)
     assert (config.family, config.sigma, config.seed, config.outer_steps) == ("quadratic", 0.03, 7, 50)
@@ -102,8 +103,17 @@ def test_cli_resume_uses_the_runs_config(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     MetaTrainConfig(family="quadratic", horizon=40, trunc_length=10).to_json(run_dir / "config.json")
-    config = cli.resolve_config(_parse(["--resume", str(run_dir), "--steps", "9"]))
+    config = cli.resolve_config(_parse(["--resume", str(run_dir), "--outer-steps", "9"]))
     assert (config.horizon, config.outer_steps, config.out_dir) == (40, 9, str(run_dir))
+
+
+def test_cli_refuses_the_old_steps_flag(capsys):
+    args = _parse(["--steps", "100"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "--steps no longer sets the outer steps" in err and "--outer-steps" in err
+    config = cli.resolve_config(_parse(["--tasks", "3", "--num-tasks", "2", "--horizon", "40"]))
+    assert (config.eval_tasks, config.num_tasks, config.horizon) == (3, 2, 40)
 
 
 def test_cli_reports_bad_config(capsys):
@@ -113,3 +123,22 @@ def test_cli_reports_bad_config(capsys):
     args = _parse(["--set", "trunc_length=7"])
     assert args.func(args) == 2
     assert "must divide horizon=200" in capsys.readouterr().err
+
+
+def test_recipe_and_run_settings_partition_the_fields():
+    recipe = {f.name for f in dataclasses.fields(Recipe)}
+    run = {f.name for f in dataclasses.fields(RunSettings)}
+    assert recipe.isdisjoint(run)
+    assert recipe | run == {f.name for f in dataclasses.fields(MetaTrainConfig)}
+    config = MetaTrainConfig(sigma=0.02, out_dir="x", outer_steps=5)
+    assert config.recipe == Recipe(sigma=0.02)
+    assert config.run_settings == RunSettings(out_dir="x", outer_steps=5)
+    moved = config.with_overrides(["out_dir=y", "num_devices=0", "eval_every=3", "outer_steps=9"])
+    assert moved.recipe == config.recipe and moved.run_settings != config.run_settings
+    assert config.with_overrides(["seed=1"]).recipe != config.recipe
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(MetaTrainConfig)])
+def test_every_field_rejects_a_value_of_the_wrong_type(name):
+    with pytest.raises(TypeError, match=f"invalid MetaTrainConfig: {name} must be"):
+        MetaTrainConfig(**{name: object()})

@@ -20,7 +20,7 @@ from meta_train.config import MetaTrainConfig
 from meta_train.train import train
 
 ARGS = ["meta-train", "--family", "quadratic", "--lopt", "mlp", "--horizon", "8",
-        "--trunc-length", "4", "--num-tasks", "2", "--num-pairs", "2", "--steps", "3",
+        "--trunc-length", "4", "--num-tasks", "2", "--num-pairs", "2", "--outer-steps", "3",
         "--sigma", "0.05", "--outer-lr", "0.01", "--no-progress",
         "--set", "lopt_config.hidden_sizes=[4]", "--set", "eval_every=0",
         "--set", "eval_tasks=2", "--set", "ckpt_every=2", "--set", "log_every=1"]

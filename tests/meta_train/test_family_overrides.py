@@ -126,7 +126,7 @@ def test_overrides_reach_the_run_provenance_and_block_a_changed_resume(tmp_path)
     saved = MetaTrainConfig.from_json(result.run_dir / "config.json")
     assert saved.family_overrides == {"dim": 3}
     changed = config.with_overrides(["family_overrides.dim=4", "outer_steps=3"])
-    with pytest.raises(ValueError, match="different training config \\(family_overrides: "
+    with pytest.raises(ValueError, match="different recipe \\(family_overrides: "
                                          "\\{'dim': 3\\} -> \\{'dim': 4\\}\\)"):
         train(changed, resume=result.run_dir, progress=False)
 

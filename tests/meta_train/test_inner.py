@@ -30,10 +30,10 @@ class LogLrSGD(LearnedOptimizer):
     def init(self, theta, params, num_steps):
         return {"count": jnp.int32(0), "num_steps": jnp.asarray(num_steps, jnp.int32)}
 
-    def update(self, theta, grads, state, params, loss=None, value_fn=None):
+    def update(self, theta, grads, state, params, loss=None, next_loss_fn=None):
         lr = jnp.exp(theta["log_lr"])
-        if value_fn is not None:  # record that the guard hook sees the next batch's loss
-            lr = lr * jnp.where(value_fn(params) >= 0, 1.0, 0.0)
+        if next_loss_fn is not None:  # record that the guard hook sees the next batch's loss
+            lr = lr * jnp.where(next_loss_fn(params) >= 0, 1.0, 0.0)
         updates = jax.tree.map(lambda g: -lr * g, grads)
         return updates, {"count": state["count"] + 1, "num_steps": state["num_steps"]}
 
@@ -78,16 +78,16 @@ def _sgd(task, params, data_key, start, steps):
     return params["x"]
 
 
-def test_value_fn_is_the_next_steps_batch_loss(toy_family):
+def test_next_loss_fn_is_the_next_steps_batch_loss(toy_family):
     calls = []
 
     @dataclasses.dataclass(frozen=True, repr=False)
     class Recorder(LogLrSGD):
-        needs_value_fn = True
+        needs_next_loss_fn = True
 
-        def update(self, theta, grads, state, params, loss, value_fn=None):
-            calls.append(value_fn)
-            return super().update(theta, grads, state, params, loss, value_fn=value_fn)
+        def update(self, theta, grads, state, params, loss, next_loss_fn=None):
+            calls.append(next_loss_fn)
+            return super().update(theta, grads, state, params, loss, next_loss_fn=next_loss_fn)
 
     system = LearnedOptimizerSystem(toy_family, Recorder(), horizon=4)
     state = system.init(jax.random.PRNGKey(0), THETA)
@@ -182,3 +182,25 @@ def test_registered_optimizers_unroll_and_respond_to_theta(toy_family, name):
     bumped, _ = mean_loss(jax.tree.map(lambda x: x + 0.3, theta))
     assert bool(reset) and np.isfinite(float(base)) and np.isfinite(float(bumped))
     assert float(base) != float(bumped)
+
+
+def test_held_out_evaluation_reports_the_named_losses(toy_family):
+    from meta_train.evaluate import evaluate_theta, summarize
+    from tasks.evaluation import final_losses, tail_mean
+
+    key = jax.random.PRNGKey(3)
+    result = evaluate_theta(toy_family, LogLrSGD(), THETA, key, 2, 10)
+    assert set(result) == {"losses", "final_train_loss", "final_test_loss", "tail_train_loss"}
+    np.testing.assert_allclose(result["tail_train_loss"], np.asarray(result["losses"])[:, -1:].mean(1),
+                               rtol=1e-6)  # the last 10% of 10 steps is one step
+    np.testing.assert_allclose(tail_mean(np.arange(20.0).reshape(1, 20)), [18.5])
+    # The same run by hand: final losses of the trained params, same keys.
+    system = LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=10)
+    k_init, k_eval = jax.random.split(jax.random.split(key, 2)[0])
+    state = system.init(k_init, THETA)
+    for _ in range(10):
+        state = system.inner_step(THETA, state)[0]
+    final = final_losses(toy_family.task(state.cfg), state.params, k_eval)
+    for name in ("final_train_loss", "final_test_loss"):
+        np.testing.assert_allclose(result[name][0], final[name], rtol=1e-5)
+    assert set(summarize(result)) >= {"final_train_loss", "final_test_loss", "tail_train_loss"}

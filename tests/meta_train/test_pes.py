@@ -11,7 +11,7 @@ import pytest
 from meta_train.pes import ESGradientEstimator, STRATEGIES, stagger_offsets
 from meta_train.toy import InfluenceBalancing
 
-from conftest import PoisonableSystem
+from helpers.systems import PoisonableSystem
 
 HORIZON, TRUNC = 40, 5
 THETA = jnp.array([0.5], jnp.float32)

@@ -117,7 +117,7 @@ FOUR_DEVICES = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     import jax, numpy as np
     import l2o
-    from conftest import TOY_FAMILY
+    from helpers.systems import TOY_FAMILY
     from meta_train.config import MetaTrainConfig
     from meta_train.sharding import ShardedEstimator, _sharded_fns
     from meta_train.train import build, make_runner, train
@@ -164,7 +164,7 @@ FOUR_DEVICES = textwrap.dedent("""
 def test_four_device_training_matches_one_device(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(HERE), str(tmp_path)],
+    out = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(HERE.parent), str(tmp_path)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

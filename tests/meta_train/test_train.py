@@ -15,7 +15,7 @@ from meta_train.checkpoint import load_checkpoint, save_checkpoint
 from meta_train.config import MetaTrainConfig
 from meta_train.train import build, train
 
-from conftest import TOY_FAMILY
+from helpers.systems import TOY_FAMILY
 
 LOPT = l2o.MLPOptimizer(hidden_sizes=(4,))
 

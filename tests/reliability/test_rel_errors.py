@@ -19,7 +19,7 @@ from meta_train.pes import ESGradientEstimator
 from tasks import registry as task_registry
 from tasks.data import DatasetNotFoundError, load_dataset
 
-from rel_helpers import SMALL_LSTM, SMALL_MLP, tiny_config
+from helpers.reliability import SMALL_LSTM, SMALL_MLP, tiny_config
 
 
 # ----------------------------------------------------------------------- unknown names
@@ -141,7 +141,7 @@ def test_cli_unknown_family_and_lopt_exit_cleanly(capsys):
     err = capsys.readouterr().err
     assert "unknown task family 'imagenet'; valid: [" in err and "'quadratic'" in err
     assert main(["meta-train", "--lopt", "transformer"]) == 2
-    assert "unknown lopt 'transformer'; valid: ['lstm', 'mlp']" in capsys.readouterr().err
+    assert "unknown lopt 'transformer'; valid: ['guarded', 'lstm', 'mlp']" in capsys.readouterr().err
 
 
 def test_compare_cli_unknown_optimizer_exits_with_one_line():
@@ -187,15 +187,15 @@ def test_state_built_for_other_params_is_rejected(lopt):
 
 
 # ----------------------------------------------------------------------- missing extra args
-def test_guard_without_value_fn_says_how_to_pass_it():
+def test_guard_without_next_loss_fn_says_how_to_pass_it():
     params = {"x": jnp.ones(3)}
     theta = SMALL_MLP.init_meta_params(jax.random.key(0))
     tx = l2o.loss_guarded(SMALL_MLP.as_optax(theta, 10), optax.sgd(0.1))
-    with pytest.raises(ValueError, match=r"needs value_fn.*value_fn=lambda p: loss_fn\(p, next_batch\)"):
+    with pytest.raises(ValueError, match=r"needs next_loss_fn.*next_loss_fn=lambda p: loss_fn\(p, next_batch\)"):
         tx.update(params, tx.init(params), params, value=1.0)
     guarded = l2o.GuardedOptimizer(SMALL_MLP, optax.sgd(0.1))
     state = guarded.init(theta, params, 10)
-    with pytest.raises(ValueError, match="guarded-mlp.update needs value_fn"):
+    with pytest.raises(ValueError, match="guarded-mlp.update needs next_loss_fn"):
         guarded.update(theta, params, state, params, jnp.float32(1.0))
 
 

@@ -19,7 +19,7 @@ import meta_train.checkpoint as checkpoint_module
 from meta_train.checkpoint import load_checkpoint, save_checkpoint
 from meta_train.train import CHECKPOINT, build, train
 
-from rel_helpers import metrics_rows, tiny_config, trajectory, tree_bytes
+from helpers.reliability import metrics_rows, tiny_config, trajectory, tree_bytes
 
 OUTER_STEPS = 200
 # Runs `train(config)` for the config given as JSON in argv[1]; the test kills it.

@@ -11,7 +11,7 @@ import pytest
 import l2o
 from meta_train.train import build, train
 
-from rel_helpers import (
+from helpers.reliability import (
     CLEAN, CLEAN_FAMILY, FAULTY_FAMILY, SMALL_LSTM, SMALL_MLP, FlakyOptimizer, metrics_rows,
     tiny_config,
 )

@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 import l2o
 
-from rel_helpers import SMALL_LSTM, SMALL_MLP
+from helpers.reliability import SMALL_LSTM, SMALL_MLP
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -93,7 +93,7 @@ def _guarded_step(learned_loss, fallback_loss, learned_step):
     def value_fn(p):
         return jnp.where(p["x"] > 0, learned_loss, fallback_loss)
 
-    updates, state = tx.update(params, state, params, value=0.0, value_fn=value_fn)
+    updates, state = tx.update(params, state, params, value=0.0, next_loss_fn=value_fn)
     return updates["x"], l2o.guard_stats(state)
 
 

@@ -1,8 +1,10 @@
 """Registry: names, errors for bad names/splits/overrides, fast import without data."""
 
+import functools
 import subprocess
 import sys
 
+import jax
 import pytest
 
 import tasks
@@ -48,4 +50,41 @@ def test_import_is_lazy_about_data():
     lines = out.stdout.strip().splitlines()
     assert "quadratic" in lines[0]
     assert lines[1] == "False False"
-    assert tasks.Task is not None
+
+
+def test_equal_arguments_give_the_same_family():
+    assert registry.get("quadratic", dim=4) is registry.get("quadratic", dim=4)
+    assert registry.get("mlp-digits", hidden_sizes=[16]) is registry.get("mlp-digits", hidden_sizes=(16,))
+    assert registry.get("quadratic") is not registry.get("quadratic", split="heldout")
+    assert registry.get("quadratic", dim=4) != registry.get("quadratic", dim=5)
+
+
+def test_a_rebuilt_family_does_not_recompile():
+    traces = []
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def first_loss(family, key):
+        traces.append(family.name)
+        task = family.task(family.sample(key))
+        return task.loss(task.init(key), key)
+
+    for _ in range(2):
+        first_loss(registry.get("rosenbrock", dim=3), jax.random.key(0))
+    assert traces == ["rosenbrock"]
+
+
+def test_family_names_carry_their_dataset(monkeypatch, tmp_path):
+    import tasks.classifier
+    from tasks.data import resolve_data_dir
+
+    digits = tasks.registry.get("mlp-digits")
+    assert digits.name == "mlp-digits"
+    # Any dataset name gets the digits arrays: only the naming is under test here. The
+    # data_dir of its own keeps these families apart from every other test's.
+    real, digits_dir = tasks.classifier.device_data, resolve_data_dir(None)
+    monkeypatch.setattr(tasks.classifier, "device_data", lambda name, data_dir: real("digits", digits_dir))
+    for family, dataset in (("mlp-digits", "mnist"), ("conv-digits", "fashion_mnist"),
+                            ("logreg-digits", "cifar10")):
+        built = registry.get(family, dataset=dataset, data_dir=str(tmp_path))
+        assert built.name == f"{family.split('-')[0]}-{dataset}"
+        assert built.task(built.sample(jax.random.key(0))).name.startswith(built.name)

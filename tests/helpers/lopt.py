@@ -1,7 +1,12 @@
-"""Helpers for the learned-optimizer tests: tiny nested pytrees and losses."""
+"""Learned-optimizer test pieces: tiny nested pytrees, losses, a plain training loop."""
 
 import jax
 import jax.numpy as jnp
+
+import l2o
+
+# Registered architectures; "guarded" wraps one of them and needs next_loss_fn.
+ARCHITECTURES = [name for name in l2o.registry.names() if name != "guarded"]
 
 
 def nested_params(key):
