@@ -39,8 +39,8 @@ BASELINES: tuple[str, ...] = ("adam", "lion", "lookahead")
 # problems want steps near 1 (10^-0.5, the registry's top value, was best on three
 # problems). Lion keeps the registry grid (8 learning rates x weight decay 0, 0.01, 0.1).
 SUITE_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
-    "adam": {"lr": log_grid(1e-4, 10**0.5, 10)},
-    "lookahead": {"lr": log_grid(1e-4, 10**0.5, 10)},
+    "adam": {"learning_rate": log_grid(1e-4, 10**0.5, 10)},
+    "lookahead": {"learning_rate": log_grid(1e-4, 10**0.5, 10)},
 }
 REFERENCE, UNTUNED = "adam", "adam@suite"
 DEFAULT_STEPS, DEFAULT_SEEDS = 300, 3
