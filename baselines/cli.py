@@ -1,7 +1,12 @@
-"""``l2o compare``: tuned baselines vs learned optimizers on one task family.
+"""``l2o compare``: tuned baselines vs learned optimizers on one task family or a suite.
 
     l2o compare --family mlp-digits --optimizers adam,lion,lookahead,NAME,path/to/theta.json \
         --guard --steps 1000 --seeds 4 --tasks 8 --out runs/compare
+    l2o compare --suite heldout --optimizers NAME,path/to/theta --guard --out runs/suite
+
+``--suite heldout`` runs the held-out generalisation suite (``baselines.suite``: ten
+problems no optimizer is meta-trained on, baselines tuned per problem; default 300
+steps x 3 seeds; ``--problems`` picks some) instead of one family.
 
 Each comma-separated entry of ``--optimizers`` is a baseline name
 (``baselines.registry.names()``), a shipped learned optimizer (``l2o.list_pretrained()``)
@@ -20,6 +25,8 @@ from typing import Any
 import jax
 
 from baselines import registry
+from baselines.suite import DEFAULT_SEEDS, DEFAULT_STEPS
+from baselines.suite_cli import SUITES, run_and_report
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,7 +37,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--family", required=True, help="task family name (tasks.registry)")
+    parser.add_argument("--family", default=None,
+                        help="task family name (tasks.registry); required without --suite")
+    parser.add_argument("--suite", choices=SUITES, default=None,
+                        help="run a suite of problems instead of one family (see above)")
+    parser.add_argument("--problems", default=None,
+                        help="with --suite: comma-separated problem names (default: all)")
     parser.add_argument(
         "--optimizers",
         default=",".join(registry.DEFAULT_BASELINES),
@@ -41,8 +53,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--guard", action="store_true",
         help="also run each learned optimizer under the loss guard (fallback: tuned Adam)",
     )
-    parser.add_argument("--steps", type=int, default=1000, help="steps per run (default 1000)")
-    parser.add_argument("--seeds", type=int, default=4, help="seeds per task (default 4)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"steps per run (default 1000; {DEFAULT_STEPS} with --suite)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"seeds per task (default 4; {DEFAULT_SEEDS} with --suite)")
     parser.add_argument("--tasks", type=int, default=8, help="held-out tasks (default 8)")
     parser.add_argument("--num-tasks", dest="old_num_tasks", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tune-seeds", type=int, default=None, help="default: --seeds")
@@ -100,10 +114,25 @@ def run(args: argparse.Namespace) -> int:
         print("l2o compare: warning: --num-tasks is deprecated here; use --tasks (held-out "
               "tasks; --num-tasks is meta-training's tasks per outer step).", file=sys.stderr)
         args.tasks = args.old_num_tasks
+    entries = [e.strip() for e in args.optimizers.split(",") if e.strip()]
+    if args.suite:
+        if args.family is not None:
+            raise SystemExit("l2o compare: error: pass --family or --suite, not both.")
+        run_and_report(entries, args.problems,
+                       DEFAULT_STEPS if args.steps is None else args.steps,
+                       DEFAULT_SEEDS if args.seeds is None else args.seeds,
+                       args.guard, args.seed, args.out)
+        return 0
+    if args.problems is not None:
+        raise SystemExit("l2o compare: error: --problems needs --suite heldout.")
+    if args.family is None:
+        raise SystemExit("l2o compare: error: pass --family NAME (tasks.registry) or "
+                         f"--suite {'|'.join(SUITES)}.")
+    args.steps = 1000 if args.steps is None else args.steps
+    args.seeds = 4 if args.seeds is None else args.seeds
     for name in ("steps", "seeds", "tasks", "num_evals"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
-    entries = [e.strip() for e in args.optimizers.split(",") if e.strip()]
     if not entries:
         raise SystemExit("--optimizers is empty; pass e.g. --optimizers adam,lion,lookahead.")
     try:

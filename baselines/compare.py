@@ -146,7 +146,7 @@ def row_metrics(result: EvalResult, reference: EvalResult) -> dict[str, Any]:
     }
 
 
-def _as_row_factory(name: str, entry: Any) -> tuple[str, Callable[[int], Any]]:
+def as_row_factory(name: str, entry: Any) -> tuple[str, Callable[[int], Any]]:
     """Classify a non-baseline entry: returns (kind, num_steps -> optax transform)."""
     if isinstance(entry, optax.GradientTransformation):
         return "learned", lambda num_steps: entry
@@ -213,7 +213,7 @@ def compare(
         elif isinstance(entry, BaselineSpec):
             specs[name] = entry
         else:
-            learned[name] = _as_row_factory(name, entry)
+            learned[name] = as_row_factory(name, entry)
 
     num_stages = len(specs) * (2 if tune else 1) + len(learned) * (2 if guard else 1)
     bar = tqdm(total=num_stages, desc="compare", disable=not progress)

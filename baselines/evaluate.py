@@ -261,6 +261,20 @@ def evaluate_grid(
     )
 
 
+def grid_point(result: EvalResult, index: int) -> EvalResult:
+    """The runs of grid point ``index`` of an :func:`evaluate_grid` result (grid axis dropped).
+
+    ``seconds_per_step`` and ``compile_seconds`` stay those of the whole batched grid call.
+    """
+    def pick(value):
+        return {k: v[index] for k, v in value.items()} if isinstance(value, dict) else value[index]
+
+    return dataclasses.replace(
+        result, **{f.name: pick(getattr(result, f.name)) for f in dataclasses.fields(result)
+                   if f.name not in ("eval_steps", "seconds_per_step", "compile_seconds",
+                                     "device")})
+
+
 def evaluate(
     tx,
     family,

@@ -28,14 +28,14 @@ MAX_PANELS = 8
 TAUS = np.geomspace(1.0, 10.0, 200)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Recursively turn NumPy values into JSON types; NaN/inf become None."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
     if isinstance(value, (np.integer, int)):
@@ -64,7 +64,7 @@ def results_dict(results: Results) -> dict[str, Any]:
             "final_stats": row.result.final_stats,
             "final_metrics": row.result.final_metrics,
         }
-    return _jsonable({
+    return jsonable({
         "config": results.config,
         "device": results.device,
         "versions": results.versions,
@@ -87,7 +87,8 @@ def profile(results: Results) -> np.ndarray:
     return metrics.performance_profile(steps, TAUS)
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def fmt(value: Any, digits: int = 4) -> str:
+    """A number for a Markdown table: ``digits`` significant digits, "nan", "never" for +inf."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "nan"
     if isinstance(value, float):
@@ -116,15 +117,15 @@ def markdown(results: Results) -> str:
     ]
     for name, row in results.rows.items():
         m = row.metrics
-        hparams = ", ".join(f"{k}={_fmt(v, 3)}" for k, v in row.hparams.items()) or row.kind
+        hparams = ", ".join(f"{k}={fmt(v, 3)}" for k, v in row.hparams.items()) or row.kind
         lines.append(
-            f"| {name} | {hparams} | {_fmt(m['final_train_loss'])} | "
-            f"{_fmt(m['final_test_loss'])} | {_fmt(m['tail_train_loss'])} | "
-            f"{_fmt(m['best_loss'])} | {_fmt(m['steps_to_target'])} | "
-            f"{_fmt(m['speedup_median'], 3)}× | {_fmt(m['speedup_geomean'], 3)}× | "
-            f"{_fmt(100 * m['fraction_reached'], 3)}% | {_fmt(m['win_rate'], 3)} | "
-            f"{m['divergences']}/{m['num_runs']} | {_fmt(1e3 * m['seconds_per_step'], 3)} | "
-            f"{_fmt(m['time_ratio'], 3)}× |"
+            f"| {name} | {hparams} | {fmt(m['final_train_loss'])} | "
+            f"{fmt(m['final_test_loss'])} | {fmt(m['tail_train_loss'])} | "
+            f"{fmt(m['best_loss'])} | {fmt(m['steps_to_target'])} | "
+            f"{fmt(m['speedup_median'], 3)}× | {fmt(m['speedup_geomean'], 3)}× | "
+            f"{fmt(100 * m['fraction_reached'], 3)}% | {fmt(m['win_rate'], 3)} | "
+            f"{m['divergences']}/{m['num_runs']} | {fmt(1e3 * m['seconds_per_step'], 3)} | "
+            f"{fmt(m['time_ratio'], 3)}× |"
         )
     guarded = [
         f"{name}: {100 * row.metrics['guard_learned_fraction']:.1f}%"
@@ -152,15 +153,15 @@ def markdown(results: Results) -> str:
     for name, tuned in results.tuning.items():
         grid = config["grids"].get(name, {})
         axes = "; ".join(
-            f"{k} ∈ {{{', '.join(_fmt(v, 3) for v in vals)}}}" for k, vals in grid.items()
+            f"{k} ∈ {{{', '.join(fmt(v, 3) for v in vals)}}}" for k, vals in grid.items()
         )
         lines.append(f"**{name}** — grid {axes}; best {tuned.best}.")
         if tuned.best_at_edge:
             lines.append(f"*Warning: {name}'s best learning rate is at the edge of its grid.*")
         lines += ["", "| point | score |", "|---|---|"]
         for point, score in zip(tuned.grid, tuned.scores):
-            label = ", ".join(f"{k}={_fmt(v, 3)}" for k, v in point.items())
-            shown = _fmt(float(score)) if np.isfinite(score) else "diverged"
+            label = ", ".join(f"{k}={fmt(v, 3)}" for k, v in point.items())
+            shown = fmt(float(score)) if np.isfinite(score) else "diverged"
             lines.append(f"| {label} | {shown} |")
         lines.append("")
     lines += [
@@ -169,7 +170,7 @@ def markdown(results: Results) -> str:
         f"- device: `{results.device}`",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in results.versions.items()),
         "- config: `"
-        + json.dumps(_jsonable({k: v for k, v in config.items() if k != "grids"}))
+        + json.dumps(jsonable({k: v for k, v in config.items() if k != "grids"}))
         + "`",
         "",
         "![loss curves](loss_curves.png)",

@@ -68,7 +68,7 @@ def describe(name: str) -> dict[str, Any]:
         "name": name,
         "dataset": config.dataset,
         "objective": config.objective,
-        "loss": _LOSSES[config.objective] + (f" + {config.l2:g}/2 ||w||^2" if config.l2 else ""),
+        "loss": _LOSSES[config.objective] + (f" + {config.l2:g}/2 ‖θ‖²" if config.l2 else ""),
         "architecture": architecture,
         "num_params": num_params(config),
         "batch_size": "full" if config.batch_size is None else config.batch_size,

@@ -1,19 +1,13 @@
 """scripts/evaluate_pretrained.py: which comparisons it runs and the summary it writes."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate_pretrained.py"
+from helpers.scripts import load_script as _load
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_pretrained", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("evaluate_pretrained")
 
 
 def fake_entry(names, tasks, steps):

@@ -50,7 +50,7 @@ def test_suite_problems():
     assert [d["batch_size"] for d in described].count("full") == 1  # only the convex one
     assert heldout.describe("cancer-logreg") == {
         "name": "cancer-logreg", "dataset": "breast_cancer", "objective": "classify",
-        "loss": "softmax cross-entropy + 0.001/2 ||w||^2", "architecture": "linear 30-2",
+        "loss": "softmax cross-entropy + 0.001/2 ‖θ‖²", "architecture": "linear 30-2",
         "num_params": 62, "batch_size": "full", "num_train": 455, "num_test": 114}
     assert heldout.describe("wine-deep-gelu")["architecture"] == "MLP 13-64-64-64-64-64-3 gelu"
     # no suite dataset is a meta-training family
