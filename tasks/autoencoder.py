@@ -55,7 +55,7 @@ def build_autoencoder(config: MLPConfig, variant: str = "train") -> TaskFamily:
         )
 
     return TaskFamily(
-        name="ae-digits",
+        name=f"ae-{config.dataset}",
         sample=lambda key: sample_classifier_cfg(variant_key(key, variant), config),
         task=task,
         split=variant,
