@@ -110,10 +110,6 @@ def run(args: argparse.Namespace) -> int:
     from baselines.compare import compare
     from baselines.report import write_report
 
-    if getattr(args, "old_num_tasks", None) is not None:
-        print("l2o compare: warning: --num-tasks is deprecated here; use --tasks (held-out "
-              "tasks; --num-tasks is meta-training's tasks per outer step).", file=sys.stderr)
-        args.tasks = args.old_num_tasks
     entries = [e.strip() for e in args.optimizers.split(",") if e.strip()]
     if args.suite:
         if args.family is not None:
@@ -130,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
                          f"--suite {'|'.join(SUITES)}.")
     args.steps = 1000 if args.steps is None else args.steps
     args.seeds = 4 if args.seeds is None else args.seeds
+    if getattr(args, "old_num_tasks", None) is not None:
+        print("l2o compare: warning: --num-tasks is deprecated here; use --tasks (held-out "
+              "tasks; --num-tasks is meta-training's tasks per outer step).", file=sys.stderr)
+        args.tasks = args.old_num_tasks
     for name in ("steps", "seeds", "tasks", "num_evals"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")

@@ -5,9 +5,10 @@ Protocol (recorded in :attr:`SuiteResults.config`):
 1. Each problem is one task; every optimizer runs ``num_seeds`` seeds of ``steps`` steps
    with common random numbers (the same initialisations and minibatches for everyone).
 2. Adam, Lion and Lookahead(Adam) run their whole grid (log-spaced, ``SUITE_GRIDS`` or
-   ``baselines.registry``) on those seeds and keep the point with the lowest score: the mean over seeds of the
-   final loss on the full train split (a diverged run disqualifies the point). They are
-   tuned per problem on the evaluation seeds themselves, which favours the baselines.
+   ``baselines.registry``) on those seeds and keep the point with the lowest score: the
+   mean over seeds of the ``final_train_loss`` (``tasks.evaluation``; a diverged run
+   disqualifies the point). They are tuned per problem on the evaluation seeds
+   themselves, which favours the baselines.
 3. ``adam@suite`` is Adam at the one learning rate that is best over the whole suite
    (lowest geometric mean over problems of its score / the problem's best Adam score):
    what a user who does not tune gets.
@@ -38,8 +39,8 @@ BASELINES: tuple[str, ...] = ("adam", "lion", "lookahead")
 # problems want steps near 1 (10^-0.5, the registry's top value, was best on three
 # problems). Lion keeps the registry grid (8 learning rates x weight decay 0, 0.01, 0.1).
 SUITE_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
-    "adam": {"lr": log_grid(1e-4, 10**0.5, 10)},
-    "lookahead": {"lr": log_grid(1e-4, 10**0.5, 10)},
+    "adam": {"learning_rate": log_grid(1e-4, 10**0.5, 10)},
+    "lookahead": {"learning_rate": log_grid(1e-4, 10**0.5, 10)},
 }
 REFERENCE, UNTUNED = "adam", "adam@suite"
 DEFAULT_STEPS, DEFAULT_SEEDS = 300, 3
@@ -89,14 +90,13 @@ def problem_metrics(result: EvalResult, reference: EvalResult,
     - ``divergences`` out of ``num_runs``; ``guard_learned_fraction`` for guarded rows.
     """
     tuned, plain = row_metrics(result, reference), row_metrics(result, untuned)
-    ok, reference_ok = ~result.diverged[0], ~reference.diverged[0]
-    final = _mean_ok(result.eval_train_loss[0, :, -1], ok)
-    reference_final = _mean_ok(reference.eval_train_loss[0, :, -1], reference_ok)
+    final = tuned["final_train_loss"]
+    reference_final = row_metrics(reference, reference)["final_train_loss"]
+    accuracy = result.final_metrics.get("accuracy")
     out = {
         "final_train_loss": final,
-        "final_test_loss": _mean_ok(result.eval_loss[0, :, -1], ok),
-        "test_accuracy": (_mean_ok(result.final_metrics["accuracy"][0], ok)
-                          if "accuracy" in result.final_metrics else None),
+        "final_test_loss": tuned["final_test_loss"],
+        "test_accuracy": None if accuracy is None else _mean_ok(accuracy[0], ~result.diverged[0]),
         "speedup": tuned["per_task"]["speedup"][0],
         "steps_to_target": tuned["per_task"]["steps_to_target"][0],
         "speedup_vs_untuned": plain["per_task"]["speedup"][0],

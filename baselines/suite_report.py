@@ -54,6 +54,11 @@ def _hparams(hparams: dict) -> str:
     return ", ".join(f"{k}={fmt(float(v), 3)}" for k, v in hparams.items())
 
 
+def _ratio(value: float) -> str:
+    """A loss ratio; ``inf`` (every seed of some problem diverged) is written "∞"."""
+    return "∞" if value == float("inf") else fmt(value, 3)
+
+
 def _loss_cell(metrics: dict) -> str:
     value = fmt(metrics["final_train_loss"])
     if metrics["divergences"]:
@@ -88,7 +93,8 @@ def markdown(results: SuiteResults) -> str:
         "Speedup: steps tuned Adam needs to reach its own final loss ÷ steps the optimizer "
         "needs (0 = never); brackets: 95% bootstrap CI over problems. Win rate: problems "
         "whose final full-train loss is below tuned Adam's. Loss ratio: final train loss ÷ "
-        f"tuned Adam's. `{UNTUNED}`: Adam at the single learning rate best over the suite "
+        "tuned Adam's (∞: every seed diverged on some problem). "
+        f"`{UNTUNED}`: Adam at the single learning rate best over the suite "
         f"({untuned}).", "",
         "| optimizer | speedup median | speedup IQM | win rate | never reached | loss ratio "
         f"median / max | vs {UNTUNED}: median, IQM, win rate | diverged runs |",
@@ -99,8 +105,8 @@ def markdown(results: SuiteResults) -> str:
         s, u = a["speedup"], a["speedup_vs_untuned"]
         lines.append(
             f"| {row} | {_ci(s, 'median')} | {_ci(s, 'iqm')} | {fmt(a['win_rate'], 2)} | "
-            f"{len(a['never_reached'])}/{s['n']} | {fmt(a['loss_ratio_median'], 3)} / "
-            f"{fmt(a['loss_ratio_max'], 3)} | {fmt(u['median'], 3)}×, {fmt(u['iqm'], 3)}×, "
+            f"{len(a['never_reached'])}/{s['n']} | {_ratio(a['loss_ratio_median'])} / "
+            f"{_ratio(a['loss_ratio_max'])} | {fmt(u['median'], 3)}×, {fmt(u['iqm'], 3)}×, "
             f"{fmt(a['win_rate_vs_untuned'], 2)} | {a['divergences']}/{a['num_runs']} |")
     header = "| problem | " + " | ".join(rows) + " |"
     rule = "|---" * (len(rows) + 1) + "|"
@@ -144,7 +150,7 @@ def markdown(results: SuiteResults) -> str:
         "", "## Protocol", "",
         f"Every optimizer runs the same {config['steps']} steps on the same "
         f"{config['num_seeds']} seeds per problem (common initialisations and minibatches). "
-        f"Baselines are tuned per problem on those seeds ({config['selection']}); learned "
+        f"Baselines are tuned on each problem; selection: {config['selection']}. Learned "
         f"optimizers are not tuned and are told the horizon; `+guard` rows use "
         f"`l2o.loss_guarded` with the problem's tuned `{REFERENCE}` as fallback. Final train "
         "and test losses are on the whole split at the last step (mean over seeds that did "

@@ -92,7 +92,8 @@ def measure(entry: dict, args) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Entry point: measure, print, merge into the device's results file; returns the section."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mixture", default="wide", help=f"one of {mixtures.names()}")
     parser.add_argument("--entries", default=None, help="comma-separated entry indices")
@@ -124,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.particles} particles x {args.trunc}-step unroll, mixture {args.mixture!r}")
     print(common.format_table(["#", "task", "params", "task s/unroll", "mlp lopt s/unroll",
                                "task compile s", "lopt compile s"], rows))
-    common.save_section(args, "task_cost", {
-        "mixture": args.mixture, "particles": args.particles, "trunc": args.trunc,
-        "entries": results}, info)
-    return 0
+    section = {"mixture": args.mixture, "particles": args.particles, "trunc": args.trunc,
+               "entries": results}
+    common.save_section(args, "task_cost", section, info)
+    return section
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

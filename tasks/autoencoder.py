@@ -19,11 +19,10 @@ import math
 from tasks import registry
 from tasks.base import TaskFamily
 from tasks.classifier import (
-    ClassifierCfg, gather_batch, init_params, make_network, sample_classifier_cfg,
+    ClassifierCfg, gather_batch, make_network, network_task, sample_classifier_cfg,
 )
 from tasks.mlp import MLP, MLPConfig
 from tasks.sampling import variant_key
-from tasks.supervised import supervised_task
 
 TRAIN_ACTIVATIONS = ("tanh", "relu", "gelu", "sigmoid")
 
@@ -43,16 +42,9 @@ def build_autoencoder(config: MLPConfig, variant: str = "train") -> TaskFamily:
         return flat, flat
 
     def task(cfg: ClassifierCfg):
-        return supervised_task(
-            name,
-            init=lambda key: init_params(network, key, cfg.init_scale),
-            apply=lambda params, x: model.apply({"params": params}, x, cfg.activation),
-            gather=gather,
-            loss="mse",
-            batch_size=config.batch_size,
-            eval_batch_size=config.eval_batch_size,
-            l2=config.l2,
-        )
+        return network_task(name, network, cfg, gather=gather, loss="mse",
+                            batch_size=config.batch_size,
+                            eval_batch_size=config.eval_batch_size, l2=config.l2)
 
     return TaskFamily(
         name=f"ae-{config.dataset}",

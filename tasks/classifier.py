@@ -210,6 +210,18 @@ def init_params(network: Network, key: jax.Array, init_scale: jax.Array):
     return jax.tree.unflatten(network.treedef, leaves)
 
 
+def network_task(name: str, network: Network, cfg, *, gather, loss: str, batch_size: int,
+                 eval_batch_size: int, l2: float = 0.0) -> Task:
+    """A :func:`tasks.supervised.supervised_task` training ``network.model``
+    (``apply(vars, x, activation)``) from ``cfg.init_scale`` and ``cfg.activation``."""
+    return supervised_task(
+        name,
+        init=lambda key: init_params(network, key, cfg.init_scale),
+        apply=lambda params, x: network.model.apply({"params": params}, x, cfg.activation),
+        gather=gather, loss=loss, batch_size=batch_size, eval_batch_size=eval_batch_size, l2=l2,
+    )
+
+
 def classifier_task(
     name: str,
     network: Network,
@@ -217,14 +229,9 @@ def classifier_task(
     config: ClassifierConfig,
     data: DeviceData,
 ) -> Task:
-    """A cross-entropy :class:`Task` training ``network.model`` (``apply(vars, x, activation)``)."""
-    return supervised_task(
-        name,
-        init=lambda key: init_params(network, key, cfg.init_scale),
-        apply=lambda params, x: network.model.apply({"params": params}, x, cfg.activation),
-        gather=functools.partial(gather_batch, data),
-        loss="cross_entropy",
-        batch_size=config.batch_size,
-        eval_batch_size=config.eval_batch_size,
-        l2=config.l2,
+    """A cross-entropy :func:`network_task` on ``data``'s images."""
+    return network_task(
+        name, network, cfg, gather=functools.partial(gather_batch, data),
+        loss="cross_entropy", batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size, l2=config.l2,
     )

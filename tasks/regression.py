@@ -30,12 +30,12 @@ from flax import struct
 
 from tasks import registry
 from tasks.base import TaskFamily
-from tasks.classifier import ACTIVATIONS, check_activations, init_params, make_network
+from tasks.classifier import ACTIVATIONS, check_activations, make_network, network_task
 from tasks.mlp import MLP
 from tasks.sampling import (
     categorical_index, check_positive_int, check_range, log_uniform, set_fields, variant_key,
 )
-from tasks.supervised import ArrayData, gather_arrays, supervised_task
+from tasks.supervised import ArrayData, gather_arrays
 
 TRAIN_ACTIVATIONS = ("tanh", "relu", "gelu", "sigmoid")
 
@@ -130,14 +130,10 @@ def build_teacher(config: TeacherConfig, variant: str = "train") -> TaskFamily:
     name = f"teacher-regression/{widths}/{'|'.join(config.activations)}"
 
     def task(cfg: TeacherCfg):
-        return supervised_task(
-            name,
-            init=lambda key: init_params(network, key, cfg.init_scale),
-            apply=lambda params, x: model.apply({"params": params}, x, cfg.activation),
+        return network_task(
+            name, network, cfg,
             gather=lambda key, split, size: gather_arrays(cfg.data, key, split, size),
-            loss="mse",
-            batch_size=config.batch_size,
-            eval_batch_size=config.eval_batch_size,
+            loss="mse", batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
             l2=config.l2,
         )
 

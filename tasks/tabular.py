@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from tasks.base import TaskFamily
-from tasks.classifier import ClassifierCfg, check_activations, init_params, make_network
+from tasks.classifier import ClassifierCfg, check_activations, make_network, network_task
 from tasks.mlp import MLP
 from tasks.sampling import check_positive_int, set_fields
-from tasks.supervised import ArrayData, gather_arrays, supervised_task
+from tasks.supervised import ArrayData, gather_arrays
 
 
 def _sklearn(loader: str, **kwargs) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
@@ -201,10 +201,8 @@ def tabular_family(config: TabularConfig) -> TaskFamily:
     loss = "cross_entropy" if config.objective == "classify" else "mse"
 
     def task(cfg: ClassifierCfg):
-        return supervised_task(
-            name,
-            init=lambda key: init_params(network, key, cfg.init_scale),
-            apply=lambda params, x: model.apply({"params": params}, x, cfg.activation),
+        return network_task(
+            name, network, cfg,
             gather=lambda key, split, size: gather_arrays(arrays, key, split, size),
             loss=loss, batch_size=batch_size, eval_batch_size=eval_batch_size, l2=config.l2,
         )

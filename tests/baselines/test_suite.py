@@ -103,10 +103,10 @@ def test_default_grids_are_log_spaced_with_six_or_more_learning_rates():
     from baselines import registry
 
     for name in suite.BASELINES:
-        grid = suite.SUITE_GRIDS.get(name, registry.get(name).grid)["lr"]
+        grid = suite.SUITE_GRIDS.get(name, registry.get(name).grid)["learning_rate"]
         ratios = np.diff(np.log10(grid))
         assert len(grid) >= 6 and np.allclose(ratios, 0.5), (name, grid)
-    assert suite.SUITE_GRIDS["adam"]["lr"][-1] == pytest.approx(10**0.5)
+    assert suite.SUITE_GRIDS["adam"]["learning_rate"][-1] == pytest.approx(10**0.5)
     assert registry.get("lion").grid["weight_decay"] == (0.0, 1e-2, 1e-1)
 
 
@@ -116,7 +116,7 @@ def test_tuning_picks_the_argmin_of_the_final_train_loss(tiny):
     assert len(tuning.grid) == 10
     family = heldout.family("cancer-logreg")
     for index in (0, 5):  # two grid points, re-run alone with the same key
-        lr = tuning.grid[index]["lr"]
+        lr = tuning.grid[index]["learning_rate"]
         alone = evaluate.evaluate(optimizers.adam(lr), family, 12, num_seeds=2, num_tasks=1,
                                   key=jax.random.PRNGKey(1))
         np.testing.assert_allclose(tuning.scores[index], alone.eval_train_loss[0, :, -1].mean(),

@@ -7,7 +7,9 @@ import time
 import jax
 import pytest
 
-from benchmarks import common, compile_time, memory, meta_throughput, optimizer_step, run_all
+from benchmarks import (
+    common, compile_time, memory, meta_throughput, optimizer_step, run_all, task_cost,
+)
 
 TINY_PES = ["--horizon", "4", "--trunc-length", "2", "--family", "synthetic-mlp"]
 
@@ -115,6 +117,18 @@ def test_meta_throughput_script(tmp_path):
     for p, entry in ((1, one), (2, two)):
         assert entry["inner_steps_per_s"] == pytest.approx(
             p * 2 / (entry["ms_per_outer_step"] / 1e3), rel=1e-2)
+
+
+def test_task_cost_script(tmp_path):
+    section = task_cost.main(["--entries", "11,12", "--particles", "2", "--trunc", "2",
+                              "--repeats", "1", "--out", str(tmp_path / "r.json")])
+    names = [e["task"] for e in section["entries"]]
+    assert names == ["quadratic/d10", "rosenbrock/d2"]
+    assert [e["params"] for e in section["entries"]] == [10, 2]
+    assert all(e["task_s"] > 0 and e["lopt_s"] > 0 for e in section["entries"])
+    assert json.loads((tmp_path / "r.json").read_text())["task_cost"]["particles"] == 2
+    with pytest.raises(SystemExit, match=r"--entries expects comma-separated indices in \[0, 13\)"):
+        task_cost.main(["--entries", "13", "--no-save"])
 
 
 def test_memory_and_compile_time_scripts(tmp_path):

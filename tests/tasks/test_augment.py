@@ -21,6 +21,14 @@ def _tree_close(a, b, rtol, atol=0.0):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
 
 
+def _pair(family, base, key, init_key, shift=0.0):
+    """(cfg, augmented task, base task, θ, θ' = θ / s) of ``family = weight_scale(base)``."""
+    cfg = family.sample(key)
+    scaled, task = family.task(cfg), base.task(cfg.base)
+    theta = jax.tree.map(lambda p: p + shift, task.init(init_key))
+    return cfg, scaled, task, theta, jax.tree.map(lambda p, s: p / s, theta, cfg.scales)
+
+
 @pytest.mark.parametrize("name", ["mlp-digits", "quadratic", "teacher-regression"])
 def test_same_loss_and_chain_rule_gradients(name):
     base = registry.get(name)
@@ -28,10 +36,8 @@ def test_same_loss_and_chain_rule_gradients(name):
 
     @jax.jit
     def both(key, batch):
-        cfg = family.sample(key)
-        scaled, task = family.task(cfg), base.task(cfg.base)
-        theta = jax.tree.map(lambda p: p + 0.1, task.init(jax.random.key(1)))  # nonzero biases
-        theta_scaled = jax.tree.map(lambda p, s: p / s, theta, cfg.scales)
+        # shift: nonzero biases
+        cfg, scaled, task, theta, theta_scaled = _pair(family, base, key, jax.random.key(1), 0.1)
         values = [(f.loss(p, batch), f.eval_loss(p, batch, "test"), jax.grad(f.loss)(p, batch),
                    f.init(jax.random.key(1))) for f, p in ((scaled, theta_scaled), (task, theta))]
         argmin_loss = (None if task.argmin is None
@@ -60,10 +66,7 @@ def test_sgd_step_is_a_per_tensor_learning_rate(mlp):
 
     @jax.jit
     def steps(key):
-        cfg = family.sample(key)
-        scaled, task = family.task(cfg), mlp.task(cfg.base)
-        theta = task.init(jax.random.key(1))
-        theta_scaled = jax.tree.map(lambda p, s: p / s, theta, cfg.scales)
+        cfg, scaled, task, theta, theta_scaled = _pair(family, mlp, key, jax.random.key(1))
         stepped = jax.tree.map(lambda p, g: p - lr * g, theta_scaled,
                                jax.grad(scaled.loss)(theta_scaled, batch))
         expected = jax.tree.map(lambda p, g, s: p - lr * s**2 * g, theta,
@@ -78,10 +81,7 @@ def test_metrics_pass_through(mlp):
 
     @jax.jit
     def both(key):
-        cfg = family.sample(key)
-        scaled, task = family.task(cfg), mlp.task(cfg.base)
-        theta = task.init(jax.random.key(5))
-        theta_scaled = jax.tree.map(lambda p, s: p / s, theta, cfg.scales)
+        _, scaled, task, theta, theta_scaled = _pair(family, mlp, key, jax.random.key(5))
         return (scaled.metrics(theta_scaled, jax.random.key(6), "test"),
                 task.metrics(theta, jax.random.key(6), "test"))
 
