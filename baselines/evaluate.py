@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from baselines.optimizers import eval_params as default_eval_params
-from tasks.evaluation import final_losses
+from tasks.evaluation import final_losses, final_test_metrics
 
 BLOWUP_FACTOR = 1e3
 # Short runs are re-executed (same inputs, same outputs) and the fastest time is kept,
@@ -142,12 +142,8 @@ def make_run(
             test_losses = test_losses.at[-1].set(last[0])
             train_losses = train_losses.at[-1].set(last[1])
         stats = {} if final_stats is None else dict(final_stats(carry[1]))
-        final_metrics = {}
-        if task.metrics is not None:
-            # the test-split key of the last evaluation (tasks.evaluation.final_losses)
-            final_key = jax.random.split(jax.random.fold_in(key_eval, num_chunks + bool(tail)))[1]
-            final_metrics = task.metrics(eval_params(carry[1], carry[0]), final_key, "test")
-            final_metrics = {k: v for k, v in final_metrics.items() if k != "loss"}
+        final_key = jax.random.fold_in(key_eval, num_chunks + bool(tail))  # the last eval's
+        final_metrics = final_test_metrics(task, eval_params(carry[1], carry[0]), final_key)
         return {
             "train_loss": losses,
             "eval_loss": test_losses,

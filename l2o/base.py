@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 import warnings
 from typing import Any, ClassVar
 
 import jax
 
+from l2o.flat import count_params
 from l2o.optax_adapter import as_optax
 from l2o.validation import check_meta_params
 
@@ -106,8 +106,7 @@ class LearnedOptimizer(abc.ABC):
 
     def num_meta_params(self) -> int:
         """Number of scalar meta-parameters (shape inference only, no compute)."""
-        shapes = jax.eval_shape(self.init_meta_params, jax.random.key(0))
-        return int(sum(math.prod(x.shape) for x in jax.tree.leaves(shapes)))
+        return count_params(jax.eval_shape(self.init_meta_params, jax.random.key(0)))
 
     def check_meta_params(self, theta: MetaParams) -> None:
         """Raise unless ``theta`` has the structure and shapes of `init_meta_params`."""

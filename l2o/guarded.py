@@ -6,7 +6,8 @@ meta-training loop: ``theta`` is the learned optimizer's, the state a `GuardStat
 ``update`` needs ``next_loss_fn`` (``needs_next_loss_fn`` tells the inner loop to pass it)::
 
     guarded = GuardedOptimizer(l2o.MLPOptimizer(), OptaxSpec("sgd", learning_rate=0.1))
-    lopt, theta, record = l2o.load(l2o.save("runs/g/theta", guarded, theta)[0])
+    theta = guarded.init_meta_params(key)          # the MLP optimizer's theta
+    l2o.save("runs/g/theta", guarded, theta)       # l2o.load gives the guarded one back
 
 With the fallback given as an `OptaxSpec` (or its dict form) the optimizer is plain data:
 it is saved by `l2o.save`, equal configs give equal (hashable) optimizers, and it is

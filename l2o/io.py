@@ -142,8 +142,7 @@ def save(
       horizon: steps per inner run of meta-training (what `LoadedOptimizer.as_optax`
         uses by default); default ``meta["horizon"]`` when present, else not recorded.
     """
-    architecture = registry.architecture(lopt)
-    config = lopt.to_config()
+    description = registry.to_dict(lopt)  # raises for what cannot be written
     meta = {} if meta is None else meta
     if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
         raise TypeError(f"meta must be a dict with str keys; got {meta!r}.")
@@ -169,8 +168,8 @@ def save(
     record = {
         "format_version": FORMAT_VERSION,
         "name": base.name,
-        "architecture": architecture,
-        "config": config,
+        "architecture": description["architecture"],
+        "config": description["config"],
         "features": lopt.feature_names(),
         "horizon": None if horizon is None else int(horizon),
         "num_meta_params": count_params(theta),

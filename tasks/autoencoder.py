@@ -47,7 +47,7 @@ def build_autoencoder(config: MLPConfig, variant: str = "train") -> TaskFamily:
                             eval_batch_size=config.eval_batch_size, l2=config.l2)
 
     return TaskFamily(
-        name="ae-digits",
+        name=f"ae-{config.dataset}",
         sample=lambda key: sample_classifier_cfg(variant_key(key, variant), config),
         task=task,
         split=variant,

@@ -36,6 +36,15 @@ def final_losses(task: Any, params: Any, key: jax.Array) -> dict[str, jax.Array]
             "final_test_loss": task.eval_loss(params, k_test, "test")}
 
 
+def final_test_metrics(task: Any, params: Any, key: jax.Array) -> dict[str, jax.Array]:
+    """The task's test-split ``metrics`` after the last step, loss left out (``{}`` for a
+    task without metrics); drawn with the same key as ``final_test_loss``."""
+    if task.metrics is None:
+        return {}
+    metrics = task.metrics(params, jax.random.split(key)[1], "test")
+    return {name: value for name, value in metrics.items() if name != "loss"}
+
+
 def tail_width(steps: int, fraction: float = TAIL_FRACTION) -> int:
     """Steps in the tail of a ``steps``-long run: ``ceil(fraction * steps)`` (>= 1)."""
     return max(1, math.ceil(fraction * steps))

@@ -84,7 +84,7 @@ def test_family_names_carry_their_dataset(monkeypatch, tmp_path):
     real, digits_dir = tasks.classifier.device_data, resolve_data_dir(None)
     monkeypatch.setattr(tasks.classifier, "device_data", lambda name, data_dir: real("digits", digits_dir))
     for family, dataset in (("mlp-digits", "mnist"), ("conv-digits", "fashion_mnist"),
-                            ("logreg-digits", "cifar10")):
+                            ("logreg-digits", "cifar10"), ("ae-digits", "mnist")):
         built = registry.get(family, dataset=dataset, data_dir=str(tmp_path))
         assert built.name == f"{family.split('-')[0]}-{dataset}"
         assert built.task(built.sample(jax.random.key(0))).name.startswith(built.name)
