@@ -47,6 +47,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 from evosax.algorithms import NoiseReuseES, PersistentES
 from evosax.core import fitness_shaping
 from flax import struct
@@ -298,7 +299,7 @@ class ESGradientEstimator:
 
     def _gradient(self, population: Any, fitness: jax.Array, es_state: Any) -> jax.Array:
         """``1/(N sigma^2) sum_i shaped(f)_i xi_i`` -- the same estimate evosax's `tell` uses."""
-        flat = jax.vmap(self.es._ravel_solution)(population)
+        flat = jax.vmap(lambda solution: ravel_pytree(solution)[0])(population)
         shaped = self.es.fitness_shaping_fn(flat, fitness, es_state, self.es_params)
         xi = es_state.pert if self.strategy == "nres" else es_state.pert_accum
         return shaped @ xi / (self.sigma**2 * self.num_particles)
