@@ -6,7 +6,9 @@ as their raw key data) and a small JSON-able dict (step, metrics offsets...). Re
 needs a *template* state with the same structure (rebuilt from the run's config), so no
 pickling of Python objects is involved and the restored arrays are bit-identical.
 Writes go to a temporary file in the same directory, are fsynced, then ``os.replace``d
-over the target, so a crash never leaves a truncated checkpoint behind.
+over the target, so a crash never leaves a truncated checkpoint behind. The checkpoint it
+replaces is kept as `PREVIOUS` (``checkpoint.prev.msgpack``), one period older, for when the
+latest one was damaged afterwards (a copy cut short, a full disk elsewhere).
 """
 
 from __future__ import annotations
@@ -21,13 +23,25 @@ from flax import serialization
 
 from l2o.atomic import write_atomic
 
+CHECKPOINT = "checkpoint.msgpack"
+PREVIOUS = "checkpoint.prev.msgpack"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read; the message names it and what to do."""
+
 
 def _is_key(x: Any) -> bool:
     return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def save_checkpoint(path: str | os.PathLike, state: Any, extra: dict | None = None) -> None:
-    """Save every leaf of ``state`` plus ``extra`` (msgpack-able scalars/strings) atomically."""
+def save_checkpoint(path: str | os.PathLike, state: Any, extra: dict | None = None,
+                    keep_previous: bool = False) -> None:
+    """Save every leaf of ``state`` plus ``extra`` (msgpack-able scalars/strings) atomically.
+
+    With ``keep_previous``, an existing checkpoint at ``path`` is first renamed to
+    `PREVIOUS` in the same directory (replacing the one before it).
+    """
     leaves = jax.tree.leaves(jax.device_get(state))
     stored = {}
     for i, leaf in enumerate(leaves):
@@ -35,7 +49,33 @@ def save_checkpoint(path: str | os.PathLike, state: Any, extra: dict | None = No
             leaf = jax.random.key_data(leaf)
         stored[str(i)] = np.asarray(leaf)
     payload = {"leaves": stored, "extra": dict(extra or {}), "num_leaves": len(leaves)}
-    write_atomic(path, serialization.msgpack_serialize(payload))
+    data = serialization.msgpack_serialize(payload)
+    path = Path(path)
+    if keep_previous and path.is_file():
+        os.replace(path, path.with_name(PREVIOUS))
+    write_atomic(path, data)
+
+
+def _read_payload(path: Path) -> dict:
+    """The stored dict of checkpoint ``path``; `CheckpointError` if it cannot be unpacked."""
+    try:
+        payload = serialization.msgpack_restore(path.read_bytes())
+        if not isinstance(payload, dict) or "leaves" not in payload:
+            raise ValueError("not an l2o checkpoint")
+        return payload
+    except (ValueError, TypeError, KeyError) as err:  # msgpack: "Unpack failed: incomplete input"
+        previous = path.with_name(PREVIOUS)
+        todo = (f"rename {previous.name} (one checkpoint period older) to {path.name} to "
+                "resume from it" if previous.is_file() and previous != path
+                else "start the run again (l2o meta-train --overwrite)")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated or corrupt ({err}); {todo}.") from None
+
+
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The outer step stored in checkpoint ``path`` (`CheckpointError` if unreadable)."""
+    extra = _read_payload(Path(path)).get("extra", {})
+    return int(extra.get("step", 0))
 
 
 def load_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
@@ -43,12 +83,13 @@ def load_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
 
     Raises:
       FileNotFoundError: no checkpoint at ``path``.
+      CheckpointError: the file is truncated or corrupt.
       ValueError: the checkpoint's leaves do not match the template (different config).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}; was the run checkpointed?")
-    payload = serialization.msgpack_restore(path.read_bytes())
+    payload = _read_payload(path)
     leaves, treedef = jax.tree.flatten(template)
     if int(payload["num_leaves"]) != len(leaves):
         raise ValueError(

@@ -1,18 +1,14 @@
 """The ``l2o meta-train`` subcommand.
 
-    l2o meta-train --family quadratic --outer-steps 300 --out runs/q
-    l2o meta-train --config run.json --set sigma=0.02 --set lopt_config.hidden_sizes=[16,16]
-    l2o meta-train --set 'family_overrides.activations=["tanh","relu"]'   # train-family options
-    l2o meta-train --resume runs/q --outer-steps 600    # continue a run (exactly)
-    l2o meta-train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   # one per host
+Meta-train a learned optimizer with PES (or truncated ES / NRES) on a task family; the
+run directory gets config.json, metrics.csv/jsonl, checkpoints and the final theta. The
+last lines say what the held-out tasks are and compare the trained optimizer with the
+untrained one and with Adam tuned on those tasks.
 
-Precedence: defaults < ``--config`` file (or the resumed run's ``config.json``) < direct
-flags (``--family``, ``--outer-steps``...) < ``--set key=value`` overrides.
-
-Vocabulary shared by every ``l2o`` command: ``--outer-steps`` counts meta-training steps,
-``--steps`` inner steps per training run (here the run length is ``--horizon``),
-``--tasks`` / ``--seeds`` size an evaluation (here ``--tasks`` is the held-out
-evaluation's ``eval_tasks``; ``--num-tasks`` is the tasks per outer step).
+Precedence: defaults < --config file (or the resumed run's config.json) < direct flags
+(--family, --outer-steps, --dataset...) < --set key=value overrides. --outer-steps counts
+meta-training steps; the inner run length is --horizon; --tasks sizes the held-out
+evaluation (eval_tasks) and --num-tasks the tasks per outer step.
 """
 
 from __future__ import annotations
@@ -22,7 +18,18 @@ import json
 import sys
 from pathlib import Path
 
+from l2o.app.errors import UsageError
 from meta_train.config import MetaTrainConfig
+
+EXAMPLES = """examples:
+  l2o meta-train --family quadratic --outer-steps 300 --out runs/q
+  l2o meta-train --family mlp-digits --dataset mnist --family-option hidden_sizes=[64]
+  l2o meta-train --config run.json --set sigma=0.02 --set lopt_config.hidden_sizes=[16,16]
+  l2o meta-train --resume runs/q --outer-steps 600    # continue a run (bit-identically)
+  l2o meta-train --out runs/q --overwrite             # replace an earlier run
+  l2o meta-train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   # per host
+
+Ctrl-C (SIGINT) or SIGTERM checkpoints the current step and prints the --resume command."""
 
 # Direct flags and the config field each sets.
 _FLAGS = {
@@ -35,52 +42,98 @@ _FLAGS = {
 }
 
 
+def lists_epilog() -> str:
+    """The registered task families (with their options) and learned optimizers."""
+    import l2o
+    from tasks import registry
+
+    families = "\n".join(f"  {name:20s} options: {', '.join(registry.overrides(name))}"
+                         for name in registry.names())
+    return (f"task families (--family; options via --dataset / --family-option):\n{families}\n"
+            f"learned optimizers (--lopt): {', '.join(l2o.registry.names())}")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``meta-train`` on an ``argparse`` subparsers object; returns its parser."""
+    d = MetaTrainConfig()
     parser = subparsers.add_parser(
         "meta-train",
         help="meta-train a learned optimizer with PES (or truncated ES / NRES)",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__.split("\n", 2)[2].strip(),
+        epilog=f"{lists_epilog()}\n\n{EXAMPLES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="JSON file of MetaTrainConfig fields")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its latest checkpoint")
-    parser.add_argument("--out", type=Path, metavar="RUN_DIR",
-                        help="run directory (config field out_dir)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        dest="overrides", help="override a config field (repeatable)")
-    parser.add_argument("--family", help="task family (tasks.registry)")
-    parser.add_argument("--heldout-family", dest="heldout_family",
-                        help="held-out task family for evaluation")
-    parser.add_argument("--lopt", help="learned optimizer (l2o.registry)")
-    parser.add_argument("--strategy", choices=("pes", "tes", "nres"))
-    parser.add_argument("--outer-steps", dest="outer_steps", type=int,
-                        help="meta-training (outer) steps in total")
-    parser.add_argument("--steps", dest="old_steps", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--sigma", type=float)
-    parser.add_argument("--outer-lr", dest="outer_lr", type=float)
-    parser.add_argument("--horizon", type=int, help="inner steps per training run")
-    parser.add_argument("--trunc-length", dest="trunc_length", type=int,
-                        help="inner steps per outer step (divides --horizon)")
-    parser.add_argument("--num-tasks", dest="num_tasks", type=int, help="tasks per outer step")
-    parser.add_argument("--num-pairs", dest="num_pairs", type=int,
-                        help="antithetic pairs per task")
-    parser.add_argument("--tasks", type=int, help="tasks of each held-out evaluation (eval_tasks)")
-    parser.add_argument("--num-devices", dest="num_devices", type=int,
-                        help="devices to shard the population over (0: auto, all that divide "
-                             "2*num_tasks*num_pairs); --set shard=false for one device")
-    parser.add_argument("--coordinator", metavar="HOST:PORT",
-                        help="address of process 0 for a multi-process (multi-host) run")
-    parser.add_argument("--num-processes", dest="num_processes", type=int,
-                        help="processes in a multi-process run (same command on each host)")
-    parser.add_argument("--process-id", dest="process_id", type=int,
-                        help="this process's index in [0, num_processes); 0 writes the files")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved config as JSON and exit")
+    add = parser.add_argument
+    add("--config", type=Path, help="JSON file of MetaTrainConfig fields")
+    add("--resume", type=Path, metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its latest checkpoint")
+    add("--allow-fresh", action="store_true",
+        help="with --resume: start from step 0 if RUN_DIR has no checkpoint")
+    add("--out", type=Path, metavar="RUN_DIR", help=f"run directory (default {d.out_dir})")
+    add("--overwrite", action="store_true",
+        help="replace an earlier run in --out (its files are deleted)")
+    add("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="override any MetaTrainConfig field (repeatable)")
+    add("--family", help=f"training task family (default {d.family})")
+    add("--dataset", help="dataset of an image family: digits (embedded), mnist, "
+                          "fashion_mnist, cifar10 (prepared TFDS data)")
+    add("--family-option", action="append", default=[], metavar="KEY=VALUE",
+        dest="family_options", help="a task-family option, e.g. hidden_sizes=[64] (repeatable; "
+                                    "the options of each family are listed below)")
+    add("--heldout-family", dest="heldout_family",
+        help="family whose heldout split is evaluated (default: --family)")
+    add("--lopt", help=f"learned optimizer (default {d.lopt})")
+    add("--strategy", choices=("pes", "tes", "nres"), help=f"default {d.strategy}")
+    add("--outer-steps", dest="outer_steps", type=int,
+        help=f"meta-training (outer) steps in total (default {d.outer_steps})")
+    add("--steps", dest="old_steps", type=int, help=argparse.SUPPRESS)
+    add("--seed", type=int, help=f"PRNG seed (default {d.seed})")
+    add("--sigma", type=float, help=f"perturbation std (default {d.sigma})")
+    add("--outer-lr", dest="outer_lr", type=float, help=f"default {d.outer_lr}")
+    add("--horizon", type=int, help=f"inner steps per training run (default {d.horizon})")
+    add("--trunc-length", dest="trunc_length", type=int,
+        help=f"inner steps per outer step, divides --horizon (default {d.trunc_length})")
+    add("--num-tasks", dest="num_tasks", type=int,
+        help=f"tasks per outer step (default {d.num_tasks})")
+    add("--num-pairs", dest="num_pairs", type=int,
+        help=f"antithetic pairs per task (default {d.num_pairs})")
+    add("--tasks", type=int, help=f"tasks of each held-out evaluation (default {d.eval_tasks})")
+    add("--num-devices", dest="num_devices", type=int,
+        help="devices to shard the population over (default 0: all that divide "
+             "2*num_tasks*num_pairs); --set shard=false for one device")
+    add("--coordinator", metavar="HOST:PORT",
+        help="address of process 0 for a multi-process (multi-host) run")
+    add("--num-processes", dest="num_processes", type=int,
+        help="processes in a multi-process run (same command on each host)")
+    add("--process-id", dest="process_id", type=int,
+        help="this process's index in [0, num_processes); 0 writes the files")
+    add("--no-reference", action="store_true",
+        help="skip the tuned-Adam reference run at the end")
+    add("--no-progress", action="store_true", help="hide the progress bar")
+    add("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     parser.set_defaults(func=run)
     return parser
+
+
+def _family_option_hint(config: MetaTrainConfig, overrides: list[str]) -> None:
+    """`UsageError` pointing to ``--dataset`` / ``--family-option`` for a ``--set`` key that
+    is an option of the task family, not a config field."""
+    fields = set(config.to_dict())
+    try:
+        from tasks import registry
+
+        options = set(registry.overrides(config.family))
+    except Exception:  # unknown family: reported later, with the valid names
+        return
+    for item in overrides:
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in fields and key.split(".")[0] not in fields and key in options:
+            flag = (f"--dataset {value.strip()}" if key == "dataset"
+                    else f"--family-option {key}={value.strip()}")
+            raise UsageError(
+                f"--set {key}: {key!r} is not a config field but an option of task family "
+                f"{config.family!r}; pass {flag} (or --set family_overrides.{key}=...).")
 
 
 def resolve_config(args: argparse.Namespace) -> MetaTrainConfig:
@@ -106,26 +159,86 @@ def resolve_config(args: argparse.Namespace) -> MetaTrainConfig:
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field}={value}")
+    if getattr(args, "dataset", None) is not None:
+        overrides.append(f"family_overrides.dataset={args.dataset}")
+    for item in getattr(args, "family_options", []):
+        if "=" not in item:
+            raise ValueError(f"--family-option {item!r} is not of the form KEY=VALUE.")
+        overrides.append(f"family_overrides.{item}")
+    _family_option_hint(config.with_overrides(overrides), list(args.overrides))
     return config.with_overrides(overrides + list(args.overrides))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``meta-train``; returns the exit status (2 for a bad config)."""
+def check_lopt_config(config: MetaTrainConfig) -> None:
+    """`UsageError` if ``config.lopt_config`` has a key or value the optimizer rejects."""
+    import l2o
+
+    try:
+        l2o.registry.get(config.lopt, **config.lopt_config)
+    except (KeyError, TypeError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise UsageError(f"lopt_config {config.lopt_config}: {message}") from None
+
+
+def prepare(args: argparse.Namespace):
+    """Resolve and validate everything ``args`` ask for before any long work.
+
+    Returns ``(config, components)``; raises `UsageError` for bad flags, names, configs and
+    run directories (and lets `meta_train.run_dir.AlreadyDone` through).
+    """
+    from meta_train import run_dir
+    from meta_train.train import build, resolve_resume
+
     try:
         config = resolve_config(args)
         if args.print_config:
-            print(json.dumps(config.to_dict(), indent=2, sort_keys=True), flush=True)
-            return 0
+            return config, None
         config.check_names()
+        if args.resume is not None:
+            config = resolve_resume(config, Path(args.resume))
+            run_dir.resume_step(Path(args.resume), config.outer_steps, args.allow_fresh)
+        elif config.process_id == 0 and not args.overwrite:
+            run_dir.prepare_new(Path(config.out_dir))
+    except (run_dir.RunExists, run_dir.NothingToResume) as err:
+        raise UsageError(err) from None
     except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"l2o meta-train: error: {err}", file=sys.stderr)
-        return 2
+        if type(err).__name__ == "CheckpointError":
+            raise
+        raise UsageError(err) from None
+    check_lopt_config(config)
+    try:
+        components = build(config)
+    except (KeyError, TypeError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise UsageError(message) from None
+    return config, components
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``meta-train``; returns the exit status (errors are raised for `l2o.app.cli`)."""
+    from meta_train.run_dir import AlreadyDone
+
+    try:
+        config, components = prepare(args)
+    except AlreadyDone as done:
+        if done.step == done.outer_steps:
+            print(f"l2o meta-train: {done}")
+            return 0
+        raise UsageError(done) from None
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2, sort_keys=True), flush=True)
+        return 0
     from meta_train.train import train
 
-    result = train(config, resume=args.resume, progress=not args.no_progress)
-    trained, initial = result.final_eval["trained"], result.final_eval["initial"]
+    result = train(config, resume=args.resume, progress=not args.no_progress,
+                   components=components, overwrite=args.overwrite,
+                   allow_fresh=args.allow_fresh)
     print(f"run directory: {result.run_dir}")
     print(f"meta-parameters: {result.theta_path}.json / .msgpack ({result.steps} outer steps)")
-    print(f"held-out final test loss: {trained['final_test_loss']:.6g} "
-          f"(untrained: {initial['final_test_loss']:.6g})")
+    from l2o.app.train_summary import final_lines
+
+    reference = None if args.no_reference else "adam"
+    for line in final_lines(config, components.heldout, result.final_eval, reference):
+        print(line)
+    sys.stdout.flush()
     return 0

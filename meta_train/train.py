@@ -6,7 +6,8 @@
 A run directory holds ``config.json`` (the resolved config), ``metrics.csv`` and
 ``metrics.jsonl`` (one row every ``log_every`` steps and at held-out evaluations),
 ``checkpoint.msgpack`` (the whole `EstimatorState`, replaced atomically every
-``ckpt_every`` steps and at the end) and ``theta.json`` + ``theta.msgpack`` (the final
+``ckpt_every`` steps, at the end and on SIGINT / SIGTERM; the one before is kept as
+``checkpoint.prev.msgpack``) and ``theta.json`` + ``theta.msgpack`` (the final
 meta-parameters via `l2o.save`, with provenance). Each outer step is one jitted call
 (`ESGradientEstimator.step`); metrics stay on device until a logging step.
 
@@ -29,15 +30,15 @@ from tqdm.auto import tqdm
 
 from l2o.io import check_saveable
 from meta_train import distributed
-from meta_train.checkpoint import load_checkpoint, save_checkpoint, write_atomic
+from meta_train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, write_atomic
 from meta_train.config import MetaTrainConfig
 from meta_train.evaluate import evaluate_theta, summarize
 from meta_train.inner import LearnedOptimizerSystem
+from meta_train.interrupt import Interrupted, StopSignals
 from meta_train.metrics_log import MetricsLog
 from meta_train.pes import ESGradientEstimator
+from meta_train.run_dir import prepare_new, resume_step
 from meta_train.sharding import ShardedEstimator, particle_mesh, resolve_num_devices
-
-CHECKPOINT = "checkpoint.msgpack"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +174,9 @@ def check_writable(run_dir: Path) -> None:
         ) from None
 
 
-def _resolve_resume(config: MetaTrainConfig, run_dir: Path) -> MetaTrainConfig:
+def resolve_resume(config: MetaTrainConfig, run_dir: Path) -> MetaTrainConfig:
+    """``config`` as the resumption of ``run_dir`` (`FileNotFoundError` without its
+    config.json, `ValueError` naming every recipe field that changed)."""
     saved_path = run_dir / "config.json"
     if not saved_path.is_file():
         raise FileNotFoundError(
@@ -204,6 +207,8 @@ def train(
     resume: str | Path | None = None,
     progress: bool = True,
     components: Components | None = None,
+    overwrite: bool = False,
+    allow_fresh: bool = False,
 ) -> TrainResult:
     """Meta-train ``config.lopt`` on ``config.family`` with ``config.strategy``.
 
@@ -211,10 +216,20 @@ def train(
       config: the run's config (``config.out_dir`` is the run directory).
       resume: an earlier run directory to continue from its latest checkpoint;
         ``config.recipe`` must equal the saved one (its run settings -- ``outer_steps``,
-        logging, devices -- may change). Without a checkpoint there it starts from step 0.
+        logging, devices -- may change).
       progress: show a tqdm progress bar.
       components: prebuilt pieces (e.g. a custom family or optimizer not in the
         registries); default `build(config)`. They must agree with ``config``.
+      overwrite: a new run may replace an earlier run in ``config.out_dir`` (whose files
+        are deleted first); without it that raises `meta_train.run_dir.RunExists`.
+      allow_fresh: a resume of a directory without a checkpoint starts from step 0 (else
+        `meta_train.run_dir.NothingToResume`).
+
+    Raises:
+      meta_train.run_dir.AlreadyDone: the resumed run is already at ``outer_steps`` or
+        beyond; no file was changed.
+      meta_train.interrupt.Interrupted: SIGINT / SIGTERM arrived; the state of the last
+        finished step was checkpointed first.
 
     With ``config.coordinator`` set, joins the process group first (before any JAX
     computation); all processes must call `train` with the same training fields, and
@@ -222,9 +237,13 @@ def train(
     """
     distributed.initialize(config.coordinator, config.num_processes, config.process_id)
     if resume is not None:
-        config = _resolve_resume(config, Path(resume))
+        config = resolve_resume(config, Path(resume))
     primary, multi_process = distributed.is_primary(), jax.process_count() > 1
     run_dir = Path(config.out_dir)
+    if resume is not None:
+        resume_step(run_dir, config.outer_steps, allow_fresh)
+    elif primary:
+        prepare_new(run_dir, overwrite)
     if primary:
         check_writable(run_dir)
     components = build(config) if components is None else components
@@ -239,7 +258,7 @@ def train(
     root_key = jax.random.PRNGKey(config.seed)
     state = runner.init(jax.random.fold_in(root_key, 0), components.theta_init)
     log = MetricsLog(run_dir) if primary else None
-    start_step, wall_offset = 0, 0.0
+    start_step, wall_offset, nonfinite_since_log = 0, 0.0, jnp.int32(0)
     checkpoint_path = run_dir / CHECKPOINT
     restoring = resume is not None and checkpoint_path.is_file()
     distributed.assert_same_everywhere(f"checkpoint found: {restoring}",
@@ -250,6 +269,7 @@ def train(
         if runner is not estimator:
             state = runner.place(state)
         start_step, wall_offset = int(extra["step"]), float(extra["wall_time"])
+        nonfinite_since_log = jnp.int32(extra.get("nonfinite_since_log", 0))
         if log is not None:
             log.truncate(extra["metrics_offsets"])
     elif log is not None:
@@ -258,9 +278,9 @@ def train(
     eval_key = jax.random.fold_in(root_key, 2)
     t_start = time.perf_counter()
     t_last, step_last = t_start, start_step
-    nonfinite_since_log = jnp.int32(0)
     bar = tqdm(total=config.outer_steps, initial=start_step, disable=not (progress and primary),
                desc="meta-train", unit="step")
+    stop = StopSignals().install()
     try:
         for step in range(start_step + 1, config.outer_steps + 1):
             state, metrics = runner.step(state)
@@ -284,15 +304,21 @@ def train(
                 log.write(row)
                 bar.set_postfix(meta_loss=f"{row['meta_loss']:.4f}",
                                 steps_per_s=f"{row['steps_per_s']:.2f}")
-            if (config.ckpt_every and step % config.ckpt_every == 0) or step == config.outer_steps:
+            interrupted = stop.signum is not None
+            if (interrupted or (config.ckpt_every and step % config.ckpt_every == 0)
+                    or step == config.outer_steps):
                 host_state = distributed.to_host(state) if multi_process else state
                 if primary:
                     save_checkpoint(checkpoint_path, host_state, {
                         "step": step,
                         "wall_time": wall_offset + time.perf_counter() - t_start,
                         "metrics_offsets": log.offsets(),
-                    })
+                        "nonfinite_since_log": int(nonfinite_since_log),
+                    }, keep_previous=True)
+            if interrupted:
+                raise Interrupted(step, stop.signum, run_dir)
     finally:
+        stop.restore()
         bar.close()
         if log is not None:
             log.close()
