@@ -1,12 +1,13 @@
 """Write a comparison out: ``report.md``, ``results.json`` and PNG plots.
 
-- ``report.md``: one Markdown table (a row per optimizer), the tuning grids and their
-  scores, the configuration, device and library versions.
+- ``report.md``: lead sentences (`baselines.report_summary.lead`: what won, by how much,
+  on which tasks, median and IQM speedup with bootstrap CIs over tasks, what never reached
+  tuned Adam's loss, what diverged), one Markdown table (a row per optimizer), the tuning
+  grids and their scores, the configuration, device and library versions.
 - ``results.json``: every number of the report plus the raw curves
-  (``[task][seed][step]``, NaN written as ``null``).
-- ``loss_curves.png``: held-out train-loss curves, seed mean with a min–max band, one
-  panel per task (at most 8).
-- ``performance_profile.png``: fraction of tasks on which an optimizer reaches tuned
+  (``[task][seed][step]``, NaN written as ``null``) and the exact evaluation tasks.
+- ``summary.png``, ``speedup.png``, ``loss_curves.png`` (`baselines.report_plots`) and
+  ``performance_profile.png``: fraction of tasks on which an optimizer reaches tuned
   Adam's final loss within τ × the fewest steps any optimizer needed (AlgoPerf style).
 """
 
@@ -22,9 +23,10 @@ import numpy as np
 
 from baselines import metrics
 from baselines.compare import Results
+from baselines.report_plots import plot_speedup, plot_summary, plot_tasks
+from baselines.report_summary import describe_tasks, interval, lead, speedup_summary, times
 from tasks.evaluation import DEFINITIONS
 
-MAX_PANELS = 8
 TAUS = np.geomspace(1.0, 10.0, 200)
 
 
@@ -63,6 +65,7 @@ def results_dict(results: Results) -> dict[str, Any]:
             "num_nonfinite": row.result.num_nonfinite,
             "final_stats": row.result.final_stats,
             "final_metrics": row.result.final_metrics,
+            "speedup_summary": speedup_summary(row),
         }
     return jsonable({
         "config": results.config,
@@ -101,29 +104,38 @@ def fmt(value: Any, digits: int = 4) -> str:
 def markdown(results: Results) -> str:
     """The ``report.md`` text."""
     config = results.config
+    reference = config["reference"]
+    tuned = config.get("tuned_on")
+    tuned_on = (f"`{tuned['family']}` train split ({tuned['architecture']})" if tuned
+                else f"`{config['family']}`")
     lines = [
-        f"# Optimizer comparison on `{config['heldout_family']}`",
+        f"# Optimizer comparison on {describe_tasks(config)}",
         "",
-        f"Held-out tasks: {config['num_tasks']} × {config['num_seeds']} seeds, "
-        f"{config['steps']} steps each. Baselines tuned on `{config['family']}` "
-        f"({config['tune_tasks']} tasks × {config['tune_seeds']} seeds, same "
-        f"{config['steps']}-step budget): {config['selection']}. Reference: tuned "
-        f"`{config['reference']}`.",
+        lead(results),
+        "",
+        f"Evaluation tasks: {describe_tasks(config)}, {config['num_tasks']} tasks × "
+        f"{config['num_seeds']} seeds, {config['steps']} steps each. Baselines tuned on "
+        f"{tuned_on} ({config['tune_tasks']} tasks × {config['tune_seeds']} seeds, same {config['steps']}-step budget): "
+        f"{config['selection']}. Reference: tuned `{reference}`.",
+        "",
+        "![summary: median loss curves over tasks](summary.png)",
         "",
         "| optimizer | hyper-parameters | final train loss | final test loss | tail train loss | "
-        "best loss | steps to Adam's tail loss | speedup (median) | speedup (geomean) | "
-        "reached | win rate vs Adam | diverged | ms/step | time vs Adam |",
+        "best loss | steps to Adam's tail loss | speedup median [95% CI] | speedup IQM "
+        "[95% CI] | reached | win rate vs Adam | diverged | ms/step | time vs Adam |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in results.rows.items():
-        m = row.metrics
+        m, s = row.metrics, speedup_summary(row)
         hparams = ", ".join(f"{k}={fmt(v, 3)}" for k, v in row.hparams.items()) or row.kind
+        wins = "—" if name == reference else fmt(m["win_rate"], 3)
         lines.append(
             f"| {name} | {hparams} | {fmt(m['final_train_loss'])} | "
             f"{fmt(m['final_test_loss'])} | {fmt(m['tail_train_loss'])} | "
             f"{fmt(m['best_loss'])} | {fmt(m['steps_to_target'])} | "
-            f"{fmt(m['speedup_median'], 3)}× | {fmt(m['speedup_geomean'], 3)}× | "
-            f"{fmt(100 * m['fraction_reached'], 3)}% | {fmt(m['win_rate'], 3)} | "
+            f"{times(s['median'])} {interval(s['median_ci'])} | "
+            f"{times(s['iqm'])} {interval(s['iqm_ci'])} | "
+            f"{fmt(100 * m['fraction_reached'], 3)}% | {wins} | "
             f"{m['divergences']}/{m['num_runs']} | {fmt(1e3 * m['seconds_per_step'], 3)} | "
             f"{fmt(m['time_ratio'], 3)}× |"
         )
@@ -140,9 +152,11 @@ def markdown(results: Results) -> str:
         "Losses are means over the runs that did not diverge: "
         + "; ".join(f"{name.replace('_', ' ')}: {text}" for name, text in DEFINITIONS.items())
         + ". Speedup: steps tuned Adam needs to reach its own tail train loss ÷ steps this "
-        "optimizer needs (seed-mean curve smoothed over 10% of steps; 0 = never), median "
-        "over tasks; geomean over tasks where the target was reached. Win rate: tasks whose "
-        "tail train loss is below Adam's. Time per step is the whole batched run (all "
+        "optimizer needs (seed-mean curve smoothed over 10% of steps), per task; median and "
+        "interquartile mean over tasks with 95% percentile-bootstrap intervals over tasks; "
+        "'never reached' when that statistic is 0 (Adam's loss not reached on enough "
+        "tasks). Reached: tasks where it got to Adam's loss. Win rate: tasks whose tail "
+        "train loss is below Adam's. Time per step is the whole batched run (all "
         "tasks × seeds in parallel) divided by steps.",
         "",
         "## Tuning",
@@ -173,48 +187,14 @@ def markdown(results: Results) -> str:
         + json.dumps(jsonable({k: v for k, v in config.items() if k != "grids"}))
         + "`",
         "",
-        "![loss curves](loss_curves.png)",
+        "![speedup over tuned Adam with 95% CIs](speedup.png)",
+        "",
+        "![loss curves per task](loss_curves.png)",
         "",
         "![performance profile](performance_profile.png)",
         "",
     ]
     return "\n".join(lines)
-
-
-def plot_curves(results: Results, path: Path) -> None:
-    """Seed-mean held-out train loss with min–max seed bands, one panel per task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    num_tasks = min(MAX_PANELS, results.config["num_tasks"])
-    cols = min(4, num_tasks)
-    rows = math.ceil(num_tasks / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for task in range(num_tasks):
-        ax = axes[task // cols][task % cols]
-        positive = True
-        for name, row in results.rows.items():
-            curves = row.result.train_loss[task]
-            steps = np.arange(1, curves.shape[-1] + 1)
-            with warnings.catch_warnings():  # all-NaN columns of diverged runs
-                warnings.simplefilter("ignore", RuntimeWarning)
-                low, mean, high = (f(curves, 0) for f in (np.nanmin, np.nanmean, np.nanmax))
-            (line,) = ax.plot(steps, mean, label=name)
-            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
-            positive &= bool(np.nanmin(np.where(np.isfinite(curves), curves, 1.0)) > 0)
-        if positive:
-            ax.set_yscale("log")
-        ax.set_title(f"task {task}")
-        ax.set_xlabel("step")
-        ax.set_ylabel("train loss")
-    for extra in range(num_tasks, rows * cols):
-        axes[extra // cols][extra % cols].axis("off")
-    axes[0][0].legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_profile(results: Results, path: Path) -> None:
@@ -241,19 +221,23 @@ def plot_profile(results: Results, path: Path) -> None:
 def write_report(results: Results, out_dir: str | Path) -> dict[str, Path]:
     """Write report.md, results.json and both PNGs into ``out_dir`` (created if needed).
 
-    Returns the written paths keyed by ``"markdown"``, ``"json"``, ``"curves"``,
-    ``"profile"``.
+    Returns the written paths keyed by ``"markdown"``, ``"json"``, ``"summary"``,
+    ``"speedup"``, ``"curves"`` (per task) and ``"profile"``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
         "markdown": out / "report.md",
         "json": out / "results.json",
+        "summary": out / "summary.png",
+        "speedup": out / "speedup.png",
         "curves": out / "loss_curves.png",
         "profile": out / "performance_profile.png",
     }
     paths["json"].write_text(json.dumps(results_dict(results), indent=1, allow_nan=False))
     paths["markdown"].write_text(markdown(results))
-    plot_curves(results, paths["curves"])
+    plot_summary(results, paths["summary"])
+    plot_speedup(results, paths["speedup"])
+    plot_tasks(results, paths["curves"])
     plot_profile(results, paths["profile"])
     return paths

@@ -12,24 +12,25 @@ from pathlib import Path
 
 import jax
 
+from l2o.app.errors import UsageError
+
 SUITES: tuple[str, ...] = ("heldout",)
 
 
 def resolve_learned(entries: list[str]) -> dict:
     """Row name -> ``num_steps -> optax transform`` for the learned entries.
 
-    Raises ``SystemExit`` with one line for an unknown name or an unreadable file.
+    Raises `l2o.app.errors.UsageError` with one line for an unknown name or an unreadable file.
     """
     import l2o
     from baselines import registry
-    from baselines.cli import resolve_optimizer
+    from baselines.cli import resolve_optimizer, unique_labels
 
     learned = [e for e in entries if e not in registry.names()]
     try:
-        return {(e if e in l2o.list_pretrained() else Path(e).stem): resolve_optimizer(e)
-                for e in learned}
+        return {label: resolve_optimizer(e) for label, e in zip(unique_labels(learned), learned)}
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"held-out suite: error: {err}") from None
+        raise UsageError(f"{err}") from None
 
 
 def parse_problems(text: str | None) -> list[str] | None:
@@ -43,9 +44,9 @@ def parse_problems(text: str | None) -> list[str] | None:
         for name in problems:
             heldout.get(name)
     except KeyError as err:
-        raise SystemExit(f"held-out suite: error: {err.args[0]}") from None
+        raise UsageError(f"{err.args[0]}") from None
     if not problems:
-        raise SystemExit(f"held-out suite: error: no problem in {text!r}; choose from "
+        raise UsageError(f"no problem in {text!r}; choose from "
                          f"{heldout.names()}.")
     return problems
 
@@ -58,7 +59,7 @@ def run_and_report(entries: list[str], problems: str | None, steps: int, num_see
 
     for flag, value in (("steps", steps), ("seeds", num_seeds)):
         if value < 1:
-            raise SystemExit(f"--{flag} must be >= 1, got {value}.")
+            raise UsageError(f"--{flag} must be >= 1, got {value}.")
     chosen = parse_problems(problems)
     results = suite.run_suite(resolve_learned(entries), chosen, steps=steps,
                               num_seeds=num_seeds, guard=guard, key=jax.random.PRNGKey(seed))

@@ -35,13 +35,27 @@ def _is_key(x: Any) -> bool:
     return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def save_checkpoint(path: str | os.PathLike, state: Any, extra: dict | None = None,
-                    keep_previous: bool = False) -> None:
-    """Save every leaf of ``state`` plus ``extra`` (msgpack-able scalars/strings) atomically.
+def keep_previous(path: str | os.PathLike) -> None:
+    """Make `PREVIOUS` (same directory) a hard link to the checkpoint at ``path``, if any.
 
-    With ``keep_previous``, an existing checkpoint at ``path`` is first renamed to
-    `PREVIOUS` in the same directory (replacing the one before it).
+    Called before `save_checkpoint` replaces ``path``: until the new one is in place,
+    both names hold the old checkpoint, so no moment is without a readable one.
     """
+    path = Path(path)
+    if not path.is_file():
+        return
+    tmp = path.with_name(f".{PREVIOUS}.link")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(path, tmp)
+    except OSError:  # filesystems without hard links: copy
+        tmp.write_bytes(path.read_bytes())
+    os.replace(tmp, path.with_name(PREVIOUS))
+
+
+def save_checkpoint(path: str | os.PathLike, state: Any, extra: dict | None = None) -> None:
+    """Save every leaf of ``state`` plus ``extra`` (msgpack-able scalars/strings) atomically."""
     leaves = jax.tree.leaves(jax.device_get(state))
     stored = {}
     for i, leaf in enumerate(leaves):
@@ -49,11 +63,7 @@ def save_checkpoint(path: str | os.PathLike, state: Any, extra: dict | None = No
             leaf = jax.random.key_data(leaf)
         stored[str(i)] = np.asarray(leaf)
     payload = {"leaves": stored, "extra": dict(extra or {}), "num_leaves": len(leaves)}
-    data = serialization.msgpack_serialize(payload)
-    path = Path(path)
-    if keep_previous and path.is_file():
-        os.replace(path, path.with_name(PREVIOUS))
-    write_atomic(path, data)
+    write_atomic(path, serialization.msgpack_serialize(payload))
 
 
 def _read_payload(path: Path) -> dict:

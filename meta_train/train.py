@@ -30,7 +30,9 @@ from tqdm.auto import tqdm
 
 from l2o.io import check_saveable
 from meta_train import distributed
-from meta_train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, write_atomic
+from meta_train.checkpoint import (
+    CHECKPOINT, keep_previous, load_checkpoint, save_checkpoint, write_atomic,
+)
 from meta_train.config import MetaTrainConfig
 from meta_train.evaluate import evaluate_theta, summarize
 from meta_train.inner import LearnedOptimizerSystem
@@ -309,12 +311,13 @@ def train(
                     or step == config.outer_steps):
                 host_state = distributed.to_host(state) if multi_process else state
                 if primary:
+                    keep_previous(checkpoint_path)
                     save_checkpoint(checkpoint_path, host_state, {
                         "step": step,
                         "wall_time": wall_offset + time.perf_counter() - t_start,
                         "metrics_offsets": log.offsets(),
                         "nonfinite_since_log": int(nonfinite_since_log),
-                    }, keep_previous=True)
+                    })
             if interrupted:
                 raise Interrupted(step, stop.signum, run_dir)
     finally:

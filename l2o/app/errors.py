@@ -13,8 +13,12 @@ USAGE = 2
 FAILURE = 1
 
 
-class UsageError(Exception):
-    """Bad usage (exit status `USAGE`); the message says what to pass instead."""
+class UsageError(SystemExit):
+    """Bad usage (exit status `USAGE` under ``l2o``); the message says what to pass instead.
+
+    A `SystemExit`, so a script that calls a subcommand's code and does not catch it still
+    ends with the message and no traceback.
+    """
 
 
 class RunFailure(Exception):

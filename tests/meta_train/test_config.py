@@ -108,8 +108,9 @@ def test_cli_resume_uses_the_runs_config(tmp_path):
 
 
 def test_cli_refuses_the_old_steps_flag(capsys):
-    args = _parse(["--steps", "100"])
-    assert args.func(args) == 2
+    from l2o.app.cli import main
+
+    assert main(["meta-train", "--steps", "100"]) == 2
     err = capsys.readouterr().err
     assert "--steps no longer sets the outer steps" in err and "--outer-steps" in err
     config = cli.resolve_config(_parse(["--tasks", "3", "--num-tasks", "2", "--horizon", "40"]))
@@ -117,11 +118,11 @@ def test_cli_refuses_the_old_steps_flag(capsys):
 
 
 def test_cli_reports_bad_config(capsys):
-    args = _parse(["--lopt", "nope"])
-    assert args.func(args) == 2
-    assert "unknown lopt 'nope'" in capsys.readouterr().err
-    args = _parse(["--set", "trunc_length=7"])
-    assert args.func(args) == 2
+    from l2o.app.cli import main
+
+    assert main(["meta-train", "--lopt", "nope"]) == 2
+    assert "l2o meta-train: error: unknown lopt 'nope'" in capsys.readouterr().err
+    assert main(["meta-train", "--set", "trunc_length=7"]) == 2
     assert "must divide horizon=200" in capsys.readouterr().err
 
 
