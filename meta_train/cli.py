@@ -136,6 +136,20 @@ def _family_option_hint(config: MetaTrainConfig, overrides: list[str]) -> None:
                 f"{config.family!r}; pass {flag} (or --set family_overrides.{key}=...).")
 
 
+def load_config_file(path: Path) -> MetaTrainConfig:
+    """A `MetaTrainConfig` from a JSON file; a top-level ``"description"`` (the recipes in
+    ``scripts/pretrain/`` have one) is text for people and is ignored."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist.") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config file {str(path)!r} is not valid JSON: {err}.") from None
+    if isinstance(data, dict):
+        data.pop("description", None)
+    return MetaTrainConfig.from_dict(data)
+
+
 def resolve_config(args: argparse.Namespace) -> MetaTrainConfig:
     """The `MetaTrainConfig` that ``args`` describe (see module docstring for precedence)."""
     if getattr(args, "old_steps", None) is not None:
@@ -149,7 +163,7 @@ def resolve_config(args: argparse.Namespace) -> MetaTrainConfig:
         config = MetaTrainConfig.from_json(Path(args.resume) / "config.json")
         config = config.with_overrides([f"out_dir={args.resume}"])
     elif args.config is not None:
-        config = MetaTrainConfig.from_json(args.config)
+        config = load_config_file(args.config)
     else:
         config = MetaTrainConfig()
     overrides = []

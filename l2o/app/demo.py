@@ -1,6 +1,6 @@
 """``l2o demo``: meta-train a small MLP optimizer, then compare it with tuned baselines.
 
-The whole product in one command, on the embedded digits data (no download)::
+The whole product in one command, on the embedded digits data (no download):
 
     l2o demo --out runs/demo
 
@@ -8,8 +8,13 @@ The whole product in one command, on the embedded digits data (no download)::
    (progress bar; run directory ``OUT/meta-train``).
 2. A comparison of that optimizer and the shipped pretrained ones, each with and without
    the loss guard, against Adam, Lion and Lookahead(Adam) tuned on train tasks, on
-   held-out tasks (unseen initialisations and minibatch streams of the family).
-3. ``OUT/report.md``, ``OUT/results.json`` and PNG plots; the table is printed.
+   evaluation tasks of the family: by default (``--split train``) unseen task draws,
+   initialisations and minibatch streams of the training distribution; ``--split heldout``
+   uses the family's held-out architectures, as ``l2o compare`` does by default.
+3. ``OUT/report.md``, ``OUT/results.json`` and PNG plots; the lead sentences are printed.
+
+Every name (family, optimizer, pretrained optimizers, config keys) is checked before the
+meta-training starts; an existing ``OUT/meta-train`` run is kept unless ``--overwrite``.
 
 Flags scale every stage up: ``--outer-steps``, ``--horizon``, ``--num-tasks`` and
 ``--num-pairs`` (or any ``--set KEY=VALUE`` of ``l2o meta-train``) size the meta-training;
@@ -25,11 +30,15 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-
+from l2o.app.errors import UsageError
 from meta_train.config import MetaTrainConfig
 
 DEFAULT_FAMILY = "mlp-digits"
+EXAMPLES = """examples:
+  l2o demo --out runs/demo
+  l2o demo --out runs/demo-long --outer-steps 1000 --overwrite
+  l2o demo --split heldout --pretrained mlp-image     # held-out architectures
+  l2o demo --outer-steps 4 --horizon 40 --trunc-length 20 --steps 40 --tasks 2 --seeds 2"""
 
 
 def default_meta_config() -> MetaTrainConfig:
@@ -52,6 +61,8 @@ class DemoConfig:
       pretrained: shipped optimizers added to the comparison (``l2o.list_pretrained()``
         names; missing ones are skipped with a note).
       out: output directory.
+      split: family split of the comparison's evaluation tasks (``"train"``: the training
+        distribution with unseen draws; ``"heldout"``: the family's held-out variant).
     """
 
     meta: MetaTrainConfig = dataclasses.field(default_factory=default_meta_config)
@@ -60,6 +71,7 @@ class DemoConfig:
     tasks: int = 6
     pretrained: tuple[str, ...] = ("mlp-image", "lstm-image")
     out: str = "runs/demo"
+    split: str = "train"
 
     def __post_init__(self):
         if not isinstance(self.meta, MetaTrainConfig):
@@ -69,6 +81,8 @@ class DemoConfig:
         for name, value in sizes.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"demo: {name} must be a positive integer, got {value!r}.")
+        if self.split not in ("train", "heldout"):
+            raise ValueError(f"demo: split must be 'train' or 'heldout', got {self.split!r}.")
 
     def meta_train_config(self) -> MetaTrainConfig:
         """``meta`` with the run directory and checkpoint period of this demo."""
@@ -103,9 +117,13 @@ def learned_rows(theta_path: Path, pretrained: tuple[str, ...]) -> tuple[dict, l
 
 def run_demo(config: DemoConfig) -> dict:
     """Run all three stages; returns the report's paths and the comparison results."""
+    import jax
+
     from baselines.compare import compare
-    from baselines.report import markdown, write_report
+    from baselines.report import write_report
+    from baselines.report_summary import lead
     from tasks import registry
+    from tasks.describe import describe
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,11 +137,13 @@ def run_demo(config: DemoConfig) -> dict:
     trained = meta_train_quick(config)
     meta_seconds = time.perf_counter() - t0
 
-    print("[2/3] comparing with tuned Adam, Lion and Lookahead on held-out tasks")
+    family = registry.get(meta.family)
+    evaluated = registry.get(meta.family, split=config.split)
+    print(f"[2/3] comparing with tuned Adam, Lion and Lookahead on "
+          f"{describe(evaluated, meta.family)['example_task']} tasks ({config.split} split)")
     rows, notes = learned_rows(trained.theta_path, config.pretrained)
     for note in notes:
         print(f"  note: {note}")
-    family = registry.get(meta.family)
     results = compare(
         {"lion": "lion", "lookahead": "lookahead", **rows},
         family,
@@ -131,9 +151,11 @@ def run_demo(config: DemoConfig) -> dict:
         num_seeds=config.seeds,
         num_tasks=config.tasks,
         guard=True,
-        heldout_family=family,
+        heldout_family=evaluated,
         key=jax.random.PRNGKey(meta.seed + 1),
     )
+    results.config["evaluated_on"] = describe(evaluated, meta.family)
+    results.config["tuned_on"] = describe(family, meta.family)
     results.config["demo"] = {
         **{k: v for k, v in dataclasses.asdict(config).items() if k != "meta"},
         "meta": config.meta_train_config().to_dict(),
@@ -144,7 +166,7 @@ def run_demo(config: DemoConfig) -> dict:
 
     print("[3/3] writing the report")
     paths = write_report(results, out)
-    print(markdown(results).split("\n## ")[0])
+    print(lead(results))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     print(f"total {time.perf_counter() - t0:.0f}s (meta-training {meta_seconds:.0f}s)")
     return {"paths": paths, "results": results, "meta_train": trained}
@@ -159,14 +181,27 @@ _META_FLAGS = {"family": "family", "outer_steps": "outer_steps", "horizon": "hor
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``demo`` subcommand."""
     defaults, meta = DemoConfig(), default_meta_config()
+    import l2o
+    from tasks import registry
+
     parser = subparsers.add_parser(
         "demo",
         help="quick meta-training + comparison report on the embedded digits data",
-        description=__doc__,
+        description=__doc__.split("\n", 2)[2].replace("``", "'"),
+        epilog=(f"task families (--family): {', '.join(registry.names())}\n"
+                f"shipped optimizers (--pretrained): {', '.join(l2o.list_pretrained())}\n"
+                f"learned optimizers (--set lopt=...): {', '.join(l2o.registry.names())}\n\n"
+                f"{EXAMPLES}"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", default=defaults.out, help="output directory (%(default)s)")
-    parser.add_argument("--family", default=meta.family, help="task family (%(default)s)")
+    parser.add_argument("--out", default=defaults.out,
+                        help="output directory (default %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier demo run in --out")
+    parser.add_argument("--family", default=meta.family,
+                        help="task family (default %(default)s)")
+    parser.add_argument("--split", choices=("train", "heldout"), default=defaults.split,
+                        help="family split of the comparison's tasks (default %(default)s)")
     helps = {"outer_steps": "meta-training steps", "horizon": "inner steps per meta-training run",
              "trunc_length": "inner steps per outer step", "num_tasks": "tasks per outer step",
              "num_pairs": "antithetic pairs per task", "seed": "PRNG seed of the whole demo"}
@@ -176,9 +211,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=defaults.steps,
                         help="inner steps per comparison run (default %(default)s)")
     parser.add_argument("--seeds", type=int, default=defaults.seeds,
-                        help="seeds per held-out task (default %(default)s)")
+                        help="seeds per comparison task (default %(default)s)")
     parser.add_argument("--tasks", type=int, default=defaults.tasks,
-                        help="held-out comparison tasks (default %(default)s)")
+                        help="comparison tasks (default %(default)s)")
     parser.add_argument("--eval-tasks", dest="old_eval_tasks", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="any l2o meta-train config field (repeatable)")
@@ -200,7 +235,33 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     meta = default_meta_config().with_overrides(overrides + list(args.overrides))
     pretrained = tuple(p.strip() for p in args.pretrained.split(",") if p.strip())
     return DemoConfig(meta=meta, steps=args.steps, seeds=args.seeds, tasks=tasks,
-                      pretrained=pretrained, out=args.out)
+                      pretrained=pretrained, out=args.out, split=getattr(args, "split", "train"))
+
+
+def check(config: DemoConfig, overwrite: bool = False) -> None:
+    """Every name and the output directory, before any long work (`UsageError` if bad)."""
+    import l2o
+    from meta_train.cli import check_lopt_config
+    from meta_train.run_dir import RunExists, prepare_new
+    from meta_train.train import build_family
+
+    available = l2o.list_pretrained()
+    unknown = [name for name in config.pretrained if name not in available]
+    if unknown:
+        raise UsageError(f"--pretrained: unknown optimizer(s) {unknown}; shipped: "
+                         f"{', '.join(available)} ('' for none).")
+    meta = config.meta_train_config()
+    try:
+        meta.check_names()
+        build_family(meta)
+    except (KeyError, TypeError, ValueError) as err:
+        raise UsageError(err.args[0] if isinstance(err, KeyError) and err.args else err) from None
+    check_lopt_config(meta)
+    try:
+        prepare_new(Path(meta.out_dir), overwrite)
+    except RunExists:
+        raise UsageError(f"{config.out!r} already holds a demo run; pass --overwrite to replace "
+                         "it, or another --out.") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -208,10 +269,11 @@ def run(args: argparse.Namespace) -> int:
     from tasks import registry
 
     if args.family not in registry.names():
-        raise SystemExit(f"unknown --family {args.family!r}; choose from {registry.names()}.")
+        raise UsageError(f"unknown --family {args.family!r}; choose from {registry.names()}.")
     try:
         config = config_from_args(args)
     except (TypeError, ValueError) as error:
-        raise SystemExit(f"l2o demo: error: {error}") from None
+        raise UsageError(error) from None
+    check(config, overwrite=args.overwrite)
     run_demo(config)
     return 0
