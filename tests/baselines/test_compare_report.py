@@ -120,8 +120,40 @@ def test_report_files(results, tmp_path):
     assert "final train loss | final test loss | tail train loss" in text
     assert "tail train loss: mean minibatch training loss over the last 10% of steps" in text
     assert "blowup+guard:" in text
-    for key in ("curves", "profile"):
+    for key in ("summary", "speedup", "curves", "profile"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_leads_with_the_winner_and_writes_never_reached(results, tmp_path):
+    from baselines import stats
+    from baselines.report import markdown
+    from baselines.report_summary import lead, speedup_summary
+
+    text = markdown(results)
+    summaries = {n: speedup_summary(r) for n, r in results.rows.items() if n != "adam"}
+    best = max(summaries, key=lambda n: (summaries[n]["median"], summaries[n]["iqm"]))
+    speedups = np.asarray(results.rows[best].metrics["per_task"]["speedup"], float)
+    assert summaries[best]["median"] == np.median(speedups)
+    assert summaries[best]["iqm_ci"] == list(stats.bootstrap_ci(speedups, stats.iqm))
+    first = text.split("\n\n")[1]
+    assert first == lead(results) and first.startswith(f"**{best}** ")
+    assert f"median speedup {summaries[best]['median']:.3g}×" in first
+    assert "Diverged: blowup (4/4 runs)" in first and "blowup (2/2)" in first
+    blowup_row = next(line for line in text.splitlines() if line.startswith("| blowup |"))
+    assert "never reached [0, 0]" in blowup_row and "0×" not in blowup_row
+    adam_row = next(line for line in text.splitlines() if line.startswith("| adam |"))
+    assert adam_row.split(" | ")[10] == "—"  # no win rate of Adam against itself
+
+
+def test_results_json_round_trips_into_the_same_report(results, tmp_path):
+    from baselines.report import markdown
+    from baselines.report_load import load_results
+
+    paths = write_report(results, tmp_path / "a")
+    loaded = load_results(paths["json"])
+    again = write_report(loaded, tmp_path / "b")
+    assert again["json"].read_text() == paths["json"].read_text()
+    assert markdown(loaded) == markdown(results)
 
 
 def test_compare_rejects_bad_entries():
