@@ -47,7 +47,12 @@ def results_dict(results: SuiteResults) -> dict[str, Any]:
 
 def _ci(summary: dict, key: str) -> str:
     low, high = summary[f"{key}_ci"]
-    return f"{fmt(summary[key], 3)}× [{fmt(low, 3)}, {fmt(high, 3)}]"
+    return f"{_speedup(summary[key])} [{fmt(low, 3)}, {fmt(high, 3)}]"
+
+
+def _speedup(value: float) -> str:
+    """``1.23×``, or ``never reached`` for a speedup of 0 (Adam's loss not reached)."""
+    return "never reached" if value == 0 else f"{fmt(value, 3)}×"
 
 
 def _hparams(hparams: dict) -> str:
@@ -106,12 +111,12 @@ def markdown(results: SuiteResults) -> str:
         lines.append(
             f"| {row} | {_ci(s, 'median')} | {_ci(s, 'iqm')} | {fmt(a['win_rate'], 2)} | "
             f"{len(a['never_reached'])}/{s['n']} | {_ratio(a['loss_ratio_median'])} / "
-            f"{_ratio(a['loss_ratio_max'])} | {fmt(u['median'], 3)}×, {fmt(u['iqm'], 3)}×, "
+            f"{_ratio(a['loss_ratio_max'])} | {_speedup(u['median'])}, {_speedup(u['iqm'])}, "
             f"{fmt(a['win_rate_vs_untuned'], 2)} | {a['divergences']}/{a['num_runs']} |")
     header = "| problem | " + " | ".join(rows) + " |"
     rule = "|---" * (len(rows) + 1) + "|"
     for title, cell in (
-            ("Speedup over tuned Adam per problem", lambda m: f"{fmt(m['speedup'], 3)}×"),
+            ("Speedup over tuned Adam per problem", lambda m: _speedup(m["speedup"])),
             ("Final train loss per problem (full train split, mean over seeds)", _loss_cell)):
         lines += ["", f"## {title}", "", header, rule]
         for name, problem in problems.items():
@@ -134,7 +139,7 @@ def markdown(results: SuiteResults) -> str:
             lines.append(
                 f"| {row} | {_hparams(hparams) or kind} | {fmt(m['final_train_loss'])} | "
                 f"{fmt(m['final_test_loss'])} | {accuracy} | {fmt(m['steps_to_target'])} | "
-                f"{fmt(m['speedup'], 3)}× | {m['divergences']}/{m['num_runs']} | {guard} |")
+                f"{_speedup(m['speedup'])} | {m['divergences']}/{m['num_runs']} | {guard} |")
     baselines = list(first.tuning)
     lines += ["", "## Tuned hyper-parameters", "",
               "Grids: " + "; ".join(

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="where run directories go (default %(default)s)")
     parser.add_argument("--dest", default=str(ROOT / "l2o" / "pretrained"),
                         help="where NAME.json/NAME.msgpack are written (default %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run of a recipe in --runs")
     args = parser.parse_args(argv)
 
     import l2o
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         config = MetaTrainConfig.from_dict({**recipe, "out_dir": str(Path(args.runs) / name)})
         config = config.with_overrides(args.set)
         print(f"== {name}: {description}")
-        result = train(config)
+        result = train(config, overwrite=args.overwrite)
         lopt, theta, record = l2o.load(result.theta_path)
         portable = {**config.to_dict(), "out_dir": f"runs/pretrain/{name}"}
         meta = {**record["provenance"], "config": portable, "name": name,
