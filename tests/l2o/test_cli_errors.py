@@ -142,3 +142,17 @@ def test_subcommand_help_has_lists_defaults_examples_and_no_rst(capsys, command,
     for text in listed:
         assert text in out, (command, text)
     assert "``" not in out and "::" not in out and ":func:" not in out
+
+
+def test_top_level_help_does_not_import_jax():
+    import subprocess
+    import sys
+
+    from helpers.cli import ROOT, subprocess_env
+
+    code = ("import sys\nfrom l2o.app.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\nprint('jax' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
