@@ -175,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from baselines.compare import compare
     from baselines.report import write_report
+    from baselines.report_summary import summary_lines
 
     entries = [e.strip() for e in args.optimizers.split(",") if e.strip()]
     if args.suite:
@@ -234,11 +235,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {paths['markdown']} and {paths['json']} ({results.device})")
     print(summary_lines(results))
     return 0
-
-
-def summary_lines(results) -> str:
-    """The lead sentences of the report and one line per row, for the terminal."""
-    from baselines.report_summary import lead, row_line
-
-    return "\n".join([lead(results), *(row_line(name, row) for name, row in
-                                        results.rows.items())])

@@ -115,7 +115,8 @@ def markdown(results: Results) -> str:
         "",
         f"Evaluation tasks: {describe_tasks(config)}, {config['num_tasks']} tasks × "
         f"{config['num_seeds']} seeds, {config['steps']} steps each. Baselines tuned on "
-        f"{tuned_on} ({config['tune_tasks']} tasks × {config['tune_seeds']} seeds, same {config['steps']}-step budget): "
+        f"{tuned_on} ({config['tune_tasks']} tasks × {config['tune_seeds']} seeds, same "
+        f"{config['steps']}-step budget): "
         f"{config['selection']}. Reference: tuned `{reference}`.",
         "",
         "![summary: median loss curves over tasks](summary.png)",

@@ -93,3 +93,10 @@ def row_line(name: str, row: Any, reference: str = "adam") -> str:
     return (f"{name:24s} final train {m['final_train_loss']:.4g}  tail train "
             f"{m['tail_train_loss']:.4g}  speedup median {times(s['median'])}  IQM "
             f"{times(s['iqm'])}{wins}  diverged {m['divergences']}/{m['num_runs']}")
+
+
+def summary_lines(results: Any) -> str:
+    """The lead sentences and one `row_line` per row, for the terminal."""
+    reference = results.config.get("reference", "adam")
+    return "\n".join([lead(results), *(row_line(name, row, reference)
+                                        for name, row in results.rows.items())])

@@ -121,7 +121,7 @@ def run_demo(config: DemoConfig) -> dict:
 
     from baselines.compare import compare
     from baselines.report import write_report
-    from baselines.report_summary import lead
+    from baselines.report_summary import summary_lines
     from tasks import registry
     from tasks.describe import describe
 
@@ -166,7 +166,7 @@ def run_demo(config: DemoConfig) -> dict:
 
     print("[3/3] writing the report")
     paths = write_report(results, out)
-    print(lead(results))
+    print(summary_lines(results))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     print(f"total {time.perf_counter() - t0:.0f}s (meta-training {meta_seconds:.0f}s)")
     return {"paths": paths, "results": results, "meta_train": trained}

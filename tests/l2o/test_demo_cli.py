@@ -103,4 +103,5 @@ def test_demo_end_to_end_writes_the_report(tmp_path):
     for name in ("report.md", "loss_curves.png", "performance_profile.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "meta-train" / "theta.json").is_file()
-    assert "| adam |" in done.stdout
+    assert results["config"]["evaluated_on"]["split"] == "train"
+    assert "mlp (demo)+guard" in done.stdout and "speedup median" in done.stdout
