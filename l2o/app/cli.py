@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         if interrupted and isinstance(err, interrupted):
             print(err, file=sys.stderr, flush=True)
             return err.exit_status
+        if isinstance(err, KeyboardInterrupt):  # before meta-training's first step, or twice
+            print(f"l2o {args.command}: interrupted", file=sys.stderr)
+            return 130
         if not isinstance(err, _run_failures()):
             raise
         print(error_line(args.command, err), file=sys.stderr)
