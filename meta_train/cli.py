@@ -3,6 +3,8 @@
     l2o meta-train --family quadratic --outer-steps 300 --out runs/q
     l2o meta-train --config run.json --set sigma=0.02 --set lopt_config.hidden_sizes=[16,16]
     l2o meta-train --set 'family_overrides.activations=["tanh","relu"]'   # train-family options
+    l2o meta-train --mixture wide --horizon-range 100 2000 --trunc-length 20   # mixture
+    l2o meta-train --mixture mixture.json    # [{"family": ..., "weight": ..., "overrides": ...}]
     l2o meta-train --resume runs/q --outer-steps 600    # continue a run (exactly)
     l2o meta-train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   # one per host
 
@@ -67,6 +69,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--num-pairs", dest="num_pairs", type=int,
                         help="antithetic pairs per task")
     parser.add_argument("--tasks", type=int, help="tasks of each held-out evaluation (eval_tasks)")
+    parser.add_argument("--mixture", metavar="NAME_OR_FILE",
+                        help="meta-train on a mixture of task families: a predefined mixture "
+                             "(tasks.mixtures, e.g. 'wide') or a JSON file holding a list of "
+                             "{family, weight, overrides, augment} entries")
+    parser.add_argument("--horizon-range", dest="horizon_range", type=int, nargs=2,
+                        metavar=("MIN", "MAX"),
+                        help="sample each inner run's horizon log-uniformly in [MIN, MAX] "
+                             "(multiples of --trunc-length)")
     parser.add_argument("--num-devices", dest="num_devices", type=int,
                         help="devices to shard the population over (0: auto, all that divide "
                              "2*num_tasks*num_pairs); --set shard=false for one device")
@@ -106,7 +116,38 @@ def resolve_config(args: argparse.Namespace) -> MetaTrainConfig:
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field}={value}")
+    if getattr(args, "mixture", None) is not None:
+        overrides.append("mixture=" + json.dumps(mixture_entries(args.mixture)))
+    if getattr(args, "horizon_range", None) is not None:
+        overrides.append("horizon_range=" + json.dumps(list(args.horizon_range)))
     return config.with_overrides(overrides + list(args.overrides))
+
+
+def mixture_entries(value: str) -> list:
+    """The entries ``--mixture`` names: a predefined mixture, or a JSON file holding a
+    list of entries (or an object with a ``"mixture"`` list)."""
+    from tasks import mixtures
+
+    path = Path(value)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--mixture file {value!r} is not valid JSON: {err}.") from None
+        if isinstance(data, dict) and "mixture" in data:
+            data = data["mixture"]
+        if not isinstance(data, list):
+            raise ValueError(f"--mixture file {value!r} must hold a JSON list of entries (or "
+                             "an object with a \"mixture\" list).")
+        return data
+    if value in mixtures.names():
+        return mixtures.get(value)
+    import difflib
+
+    close = difflib.get_close_matches(value, mixtures.names(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"--mixture {value!r} is neither a predefined mixture "
+                     f"({mixtures.names()}) nor a JSON file.{hint}")
 
 
 def run(args: argparse.Namespace) -> int:

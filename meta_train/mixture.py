@@ -14,8 +14,10 @@ estimate, the weighted sum, the update) is one ``jax.jit``.
 Each group keeps theta as its evosax ``mean``; the groups' own outer updates are discarded
 and every mean is overwritten with the mixture's updated theta, so groups are best built
 with ``outer_optimizer=NO_OUTER_UPDATE`` (`group_estimator` does), which keeps no
-optimizer state. Group ``k`` is initialised with ``jax.random.split(key, K)[k]``, so a
-group run alone with that key draws exactly the particles it draws inside the mixture.
+optimizer state. Group 0 is initialised with the mixture's ``key`` itself and group ``k > 0``
+with ``jax.random.fold_in(key, k)`` (`group_keys`), so a group run alone with that key
+draws exactly the particles it draws inside the mixture, and a one-entry mixture draws
+those of the single-family run.
 
     groups = [group_estimator(system_a, theta, ...), group_estimator(system_b, theta, ...)]
     mixture = MixtureEstimator(groups, weights=[2.0, 1.0], outer_lr=3e-3)
@@ -62,6 +64,11 @@ def group_estimator(system: Any, theta_template: Any, **kwargs: Any) -> ESGradie
     learning rate and clip belong to the `MixtureEstimator`.
     """
     return ESGradientEstimator(system, theta_template, outer_optimizer=NO_OUTER_UPDATE, **kwargs)
+
+
+def group_keys(key: jax.Array, num_groups: int) -> list[jax.Array]:
+    """The init key of each group: ``key`` for group 0, ``fold_in(key, k)`` for group k."""
+    return [key] + [jax.random.fold_in(key, k) for k in range(1, num_groups)]
 
 
 def normalized_weights(weights: Sequence[float], num_groups: int) -> tuple[float, ...]:
@@ -139,7 +146,7 @@ class MixtureEstimator:
 
     # ------------------------------------------------------------------ interface
     def init(self, key: jax.Array, theta: Any) -> MixtureState:
-        """Fresh `MixtureState`: group k is ``estimators[k].init(split(key, K)[k], theta)``."""
+        """Fresh `MixtureState`: group k is ``estimators[k].init(group_keys(key, K)[k], theta)``."""
         return _jit_init(self, key, theta)
 
     def step(self, state: MixtureState) -> tuple[MixtureState, dict]:
@@ -162,7 +169,7 @@ class MixtureEstimator:
 
     # ------------------------------------------------------------------ pieces
     def _init(self, key: jax.Array, theta: Any) -> MixtureState:
-        keys = jax.random.split(key, len(self.estimators))
+        keys = group_keys(key, len(self.estimators))
         groups = tuple(est._init(k, theta) for est, k in zip(self.estimators, keys))
         outer_state = self.optimizer.init(groups[0].es_state.mean)
         return _strong(MixtureState(groups=groups, outer_state=outer_state, step=jnp.int32(0)))

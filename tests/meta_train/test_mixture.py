@@ -10,7 +10,7 @@ import pytest
 
 import l2o
 from meta_train.inner import LearnedOptimizerSystem
-from meta_train.mixture import MixtureEstimator, group_estimator, normalized_weights
+from meta_train.mixture import MixtureEstimator, group_estimator, group_keys, normalized_weights
 from meta_train.pes import ESGradientEstimator
 
 from helpers.systems import TOY_FAMILY, TOY_MATRIX_FAMILY
@@ -35,7 +35,7 @@ def test_two_family_estimate_is_the_weighted_mean_of_single_family_estimates():
     mixture = MixtureEstimator(groups, weights=[3.0, 1.0], outer_optimizer=optax.sgd(0.1))
     key = jax.random.PRNGKey(7)
     state = mixture.init(key, THETA)
-    singles = [g.init(k, THETA) for g, k in zip(groups, jax.random.split(key, 2))]
+    singles = [g.init(k, THETA) for g, k in zip(groups, group_keys(key, 2))]
     for step in range(3):
         theta_before = _flat(mixture.theta(state))
         state, metrics, grad = mixture.step_and_gradient(state)
@@ -70,7 +70,7 @@ def test_one_group_mixture_applies_its_estimate():
     mixture = MixtureEstimator([group], weights=[5.0], outer_optimizer=optax.sgd(0.5))
     key = jax.random.PRNGKey(0)
     state = mixture.init(key, THETA)
-    single = group.init(jax.random.split(key, 1)[0], THETA)
+    single = group.init(key, THETA)
     state, _, grad = mixture.step_and_gradient(state)
     _, _, grad_alone = group.step_and_gradient(single)
     np.testing.assert_array_equal(np.asarray(grad), np.asarray(grad_alone))
@@ -80,8 +80,8 @@ def test_nan_group_keeps_theta_finite():
     from helpers.systems import PoisonableSystem
 
     theta = jnp.zeros((2,), jnp.float32)
-    task_keys = jax.random.split(jax.random.split(jax.random.split(
-        jax.random.PRNGKey(0), 2)[1], 4)[1], 3)
+    group_key = jax.random.fold_in(jax.random.PRNGKey(0), 1)
+    task_keys = jax.random.split(jax.random.split(group_key, 4)[1], 3)
     poisoned = PoisonableSystem(poison_task=int(task_keys[1][0]))
     groups = [group_estimator(s, theta, num_tasks=3, num_pairs=2, trunc_length=1, horizon=4,
                               sigma=0.1, fitness_clip=100.0)
