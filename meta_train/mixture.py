@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from meta_train.pes import ESGradientEstimator, _strong, default_outer_optimizer
+from meta_train.pes import ESGradientEstimator, default_outer_optimizer
 
 # The outer transform of a group: its update is discarded, so it keeps no state. One
 # object, so that groups built from equal settings compare equal (one compilation).
@@ -211,6 +211,12 @@ class MixtureEstimator:
         for label, m in zip(self.labels, group_metrics):
             metrics[f"meta_loss/{label}"] = m["meta_loss"]
         return metrics
+
+
+def _strong(tree: Any) -> Any:
+    """Every leaf cast to its own dtype without weak typing (init and step then return
+    the same abstract types, so the step compiles once)."""
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
 def _signature(theta: Any) -> tuple:

@@ -114,6 +114,10 @@ def test_cli_mixture_from_a_name_or_a_file(tmp_path):
     config = cli.resolve_config(parser.parse_args(
         ["meta-train", "--set", 'mixture=[{"family": "quadratic"}]']))
     assert config.mixture[0]["family"] == "quadratic"
+    config = cli.resolve_config(parser.parse_args(["meta-train", "--horizon-range", "20", "400"]))
+    assert config.horizon_range == [20, 400]
+    with pytest.raises(ValueError, match="min 400 > max 20"):
+        cli.resolve_config(parser.parse_args(["meta-train", "--horizon-range", "400", "20"]))
 
 
 # ---------------------------------------------------------------- build and train
