@@ -137,6 +137,15 @@ def test_build_makes_one_group_per_entry_with_the_entry_families():
     assert components.heldout.split == "heldout"
 
 
+def test_rejected_entry_values_name_the_entry():
+    config = MetaTrainConfig(mixture=[{"family": "quadratic"},
+                                      {"family": "mlp-digits",
+                                       "overrides": {"activations": ["swishy"]}}])
+    with pytest.raises(ValueError, match="mixture entry 1 \\('mlp-digits'\\) was rejected: "
+                                         ".*activations must be"):
+        build(config, lopt=LOPT)
+
+
 def test_single_family_augment_wraps_the_family():
     plain = build(MetaTrainConfig(family="quadratic"), lopt=LOPT)
     augmented = build(MetaTrainConfig(family="quadratic", augment={"weight_scale": [1e-3, 1e3]}),
