@@ -6,12 +6,14 @@
 
 Pieces, usable on their own: `UnrolledSystem` (the protocol), `LearnedOptimizerSystem`
 (inner training of sampled tasks), `InfluenceBalancing` (toy), `ESGradientEstimator`
-(PES / truncated ES / NRES over tasks x antithetic pairs), `evaluate_theta`.
+(PES / truncated ES / NRES over tasks x antithetic pairs), `MixtureEstimator` (one outer
+step over several task families' estimators), `evaluate_theta`.
 """
 
 from meta_train.config import MetaTrainConfig
 from meta_train.evaluate import evaluate_theta
 from meta_train.inner import InnerState, LearnedOptimizerSystem
+from meta_train.mixture import MixtureEstimator, MixtureState
 from meta_train.pes import STRATEGIES, ESGradientEstimator, EstimatorState, stagger_offsets
 from meta_train.system import UnrolledSystem
 from meta_train.toy import InfluenceBalancing
@@ -24,6 +26,8 @@ __all__ = [
     "InnerState",
     "LearnedOptimizerSystem",
     "MetaTrainConfig",
+    "MixtureEstimator",
+    "MixtureState",
     "STRATEGIES",
     "TrainResult",
     "UnrolledSystem",

@@ -25,6 +25,8 @@ EXAMPLES = """examples:
   l2o meta-train --family quadratic --outer-steps 300 --out runs/q
   l2o meta-train --family mlp-digits --dataset mnist --family-option hidden_sizes=[64]
   l2o meta-train --config run.json --set sigma=0.02 --set lopt_config.hidden_sizes=[16,16]
+  l2o meta-train --mixture wide --horizon-range 100 2000 --trunc-length 20   # mixture
+  l2o meta-train --mixture mixture.json    # [{"family": ..., "weight": ..., "overrides": ...}]
   l2o meta-train --resume runs/q --outer-steps 600    # continue a run (bit-identically)
   l2o meta-train --out runs/q --overwrite             # replace an earlier run
   l2o meta-train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   # per host
@@ -98,6 +100,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--num-pairs", dest="num_pairs", type=int,
         help=f"antithetic pairs per task (default {d.num_pairs})")
     add("--tasks", type=int, help=f"tasks of each held-out evaluation (default {d.eval_tasks})")
+    add("--mixture", metavar="NAME_OR_FILE",
+        help="meta-train on a mixture of task families: a predefined mixture "
+             "(tasks.mixtures, e.g. 'wide') or a JSON file holding a list of "
+             "{family, weight, overrides, augment} entries")
+    add("--horizon-range", dest="horizon_range", type=int, nargs=2, metavar=("MIN", "MAX"),
+        help="sample each inner run's horizon log-uniformly in [MIN, MAX] (multiples of "
+             "--trunc-length)")
     add("--num-devices", dest="num_devices", type=int,
         help="devices to shard the population over (default 0: all that divide "
              "2*num_tasks*num_pairs); --set shard=false for one device")
@@ -179,8 +188,39 @@ def resolve_config(args: argparse.Namespace) -> MetaTrainConfig:
         if "=" not in item:
             raise ValueError(f"--family-option {item!r} is not of the form KEY=VALUE.")
         overrides.append(f"family_overrides.{item}")
+    if getattr(args, "mixture", None) is not None:
+        overrides.append("mixture=" + json.dumps(mixture_entries(args.mixture)))
+    if getattr(args, "horizon_range", None) is not None:
+        overrides.append("horizon_range=" + json.dumps(list(args.horizon_range)))
     _family_option_hint(config.with_overrides(overrides), list(args.overrides))
     return config.with_overrides(overrides + list(args.overrides))
+
+
+def mixture_entries(value: str) -> list:
+    """The entries ``--mixture`` names: a predefined mixture, or a JSON file holding a
+    list of entries (or an object with a ``"mixture"`` list)."""
+    from tasks import mixtures
+
+    path = Path(value)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--mixture file {value!r} is not valid JSON: {err}.") from None
+        if isinstance(data, dict) and "mixture" in data:
+            data = data["mixture"]
+        if not isinstance(data, list):
+            raise ValueError(f"--mixture file {value!r} must hold a JSON list of entries (or "
+                             "an object with a \"mixture\" list).")
+        return data
+    if value in mixtures.names():
+        return mixtures.get(value)
+    import difflib
+
+    close = difflib.get_close_matches(value, mixtures.names(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"--mixture {value!r} is neither a predefined mixture "
+                     f"({mixtures.names()}) nor a JSON file.{hint}")
 
 
 def check_lopt_config(config: MetaTrainConfig) -> None:

@@ -17,6 +17,13 @@ booleans ``true/false``, ``none`` for optional fields, JSON for ``lopt_config``)
 raw string if it is not JSON); ``family_overrides`` / ``family_overrides.NAME=VALUE`` do the
 same for the keyword overrides of the training task family, e.g.
 ``family_overrides.activations=["tanh","relu"]``.
+
+Mixture meta-training (`meta_train.mixture`): ``mixture`` is a list of entries
+``{"family", "weight", "overrides", "augment"}`` (`tasks.mixtures.check_entry`), e.g.
+``--set 'mixture=[{"family": "quadratic"}, {"family": "rosenbrock", "weight": 2}]'`` or
+``tasks.mixtures.get("wide")``; each entry is a group of ``num_tasks x num_pairs`` pairs.
+``augment`` (single family) and each entry's ``augment`` take a `tasks.augment` spec;
+``horizon_range=[min,max]`` samples each inner run's horizon log-uniformly.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from meta_train.inner import META_LOSS_SPLITS
 from meta_train.objective import META_LOSS_KINDS
 from meta_train.pes import FITNESS_SHAPINGS, STRATEGIES
 from meta_train.sharding import mesh_shape
-from meta_train.truncation import trunc_length_error
+from meta_train.truncation import horizon_range_error, trunc_length_error
 
 _HOW_TO_FIX = (" Fix the value(s) in the MetaTrainConfig arguments, the JSON config file or "
                "with --set KEY=VALUE.")
@@ -85,6 +92,18 @@ class Recipe(_Validated):
       seed: PRNG seed.
       meta_loss / meta_loss_split / max_ratio: meta-objective (see `meta_train.objective`).
       stagger: start tasks at staggered inner steps.
+      mixture: None (train on ``family``) or a non-empty list of entries ``{"family",
+        "weight", "overrides", "augment"}`` (`tasks.mixtures.check_entry`; stored in full
+        form): each entry is a group of ``num_tasks x num_pairs`` antithetic pairs with
+        its own inner states, and one outer step applies the weighted mean of the
+        groups' estimates (`meta_train.mixture`). ``family`` / ``family_overrides`` /
+        ``augment`` then do not apply to training.
+      augment: a `tasks.augment` spec for the single training family, e.g.
+        ``{"weight_scale": [1e-3, 1e3]}`` (stored in full form; ``{}``: none).
+      horizon_range: None (every inner run lasts ``horizon`` steps) or ``[min, max]``:
+        each run draws its horizon log-uniformly in that range, rounded to a multiple of
+        ``trunc_length``, and the optimizer is told it as ``num_steps``. ``horizon`` stays
+        the held-out evaluation's length and the span of the staggered starts.
     """
 
     family: str = "mlp-digits"
@@ -105,6 +124,9 @@ class Recipe(_Validated):
     meta_loss_split: str = setting("train_batch", choices=META_LOSS_SPLITS)
     max_ratio: float = setting(10.0, positive=True)
     stagger: bool = True
+    mixture: list | None = None
+    augment: dict = setting(default_factory=dict)
+    horizon_range: list | None = None
 
     def _normalise(self) -> list[str]:
         errors = super()._normalise()
@@ -117,7 +139,31 @@ class Recipe(_Validated):
     def _relation_errors(self) -> list[str]:
         errors = super()._relation_errors()
         problem = trunc_length_error(self.horizon, self.trunc_length)
-        return errors + ([problem] if problem else [])
+        if problem:
+            errors.append(problem)
+        if self.horizon_range is not None:
+            problem = horizon_range_error(self.horizon_range, self.trunc_length)
+            if problem:
+                errors.append(problem)
+        if self.augment:
+            from tasks import augment
+
+            try:
+                object.__setattr__(self, "augment", augment.check_spec(self.augment))
+            except (TypeError, ValueError) as err:
+                errors.append(f"augment: {str(err).rstrip('.')}")
+        if self.mixture is not None:
+            from tasks import mixtures
+
+            try:
+                object.__setattr__(self, "mixture", mixtures.check_entries(self.mixture))
+            except ValueError as err:
+                errors.append(str(err).rstrip("."))
+            if self.family_overrides or self.augment:
+                errors.append("family_overrides and augment apply to the single training "
+                              "family; with a mixture give each entry its own 'overrides' and "
+                              "'augment'")
+        return errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +251,10 @@ class MetaTrainConfig(RunSettings, Recipe):
                 raise ValueError(f"unknown task family {name!r}; valid: {known}.")
         if families:
             self.check_family_overrides()
+            if self.mixture is not None:
+                from tasks import mixtures
+
+                mixtures.check_entry_names(self.mixture)
 
     def check_family_overrides(self) -> None:
         """Raise `ValueError` if a ``family_overrides`` key is not an override of ``family``."""

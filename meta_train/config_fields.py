@@ -1,7 +1,7 @@
 """Validation and string coercion of config dataclasses, derived from their fields.
 
-A field's annotation gives its type (``int``, ``float``, ``bool``, ``str``, ``dict``, or
-``X | None``), and `setting` metadata its bounds and choices, so nothing is listed twice::
+A field's annotation gives its type (``int``, ``float``, ``bool``, ``str``, ``dict``,
+``list``, or ``X | None``), and `setting` metadata its bounds and choices, so nothing is listed twice::
 
     horizon: int = setting(200, minimum=1)
     sigma: float = setting(0.01, positive=True)
@@ -66,6 +66,11 @@ def field_errors(config: Any) -> tuple[list[str], list[str]]:
         elif base is dict:
             ok = isinstance(value, dict)
             problem = f"{name} must be a dict, got {value!r}"
+        elif base is list:
+            ok = isinstance(value, (list, tuple))
+            problem = f"{name} must be a list, got {value!r}"
+            if ok:
+                object.__setattr__(config, name, list(value))
         else:
             ok, problem = True, ""
         if not ok:
@@ -103,6 +108,11 @@ def coerce(cls: type, key: str, raw: str) -> Any:
         value = parse_json_or_str(raw)
         if not isinstance(value, dict):
             raise ValueError(f"override {key}={raw!r}: expected a JSON object.")
+        return value
+    if base is list:
+        value = parse_json_or_str(raw)
+        if not isinstance(value, list):
+            raise ValueError(f"override {key}={raw!r}: expected a JSON list.")
         return value
     return raw
 

@@ -9,6 +9,9 @@ its params, then ``horizon`` steps of::
 
 ``unroll`` is a ``lax.scan`` of ``length`` such steps; when the run reaches its horizon
 the state is replaced by a fresh run drawn with the unroll's key (``reset = True``).
+With ``horizon_range = (low, high)`` every run draws its own horizon log-uniformly in that
+range (`meta_train.truncation.sample_horizon`, a multiple of ``horizon_multiple``), and the
+optimizer is told that horizon as ``num_steps``, so its progress features see many lengths.
 Minibatch keys are ``fold_in(data_key, inner_step)`` with one ``data_key`` per run, so an
 antithetic pair (same run, same step) sees the same batches, and the key of the *next*
 step is known: optimizers with ``needs_next_loss_fn`` (the loss guard) get
@@ -33,8 +36,10 @@ from flax import struct
 
 from l2o.base import LearnedOptimizer
 from meta_train.objective import check_kind, loss_scale, meta_loss_term
+from meta_train.truncation import horizon_range_error, sample_horizon
 
 META_LOSS_SPLITS: tuple[str, ...] = ("train_batch", "train", "test")
+_HORIZON_SALT = 0x4A11
 
 
 @struct.dataclass
@@ -48,6 +53,8 @@ class InnerState:
       inner_step: i32[] steps taken in this run.
       data_key: PRNG key of this run's minibatches.
       loss_scale: f32[] normaliser (initial loss of the run, see `objective.loss_scale`).
+      horizon: i32[] length of this run when horizons are sampled; None (no leaf) when
+        every run has the system's fixed ``horizon``.
     """
 
     cfg: Any
@@ -56,6 +63,7 @@ class InnerState:
     inner_step: jax.Array
     data_key: jax.Array
     loss_scale: jax.Array
+    horizon: Any = None
 
 
 def _where_tree(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
@@ -70,6 +78,9 @@ class LearnedOptimizerSystem:
       family: a `tasks.base.TaskFamily`.
       lopt: a `l2o.base.LearnedOptimizer`.
       horizon: steps per inner run (also the ``num_steps`` the optimizer is told).
+      horizon_range: ``(low, high)`` to sample each run's horizon log-uniformly instead
+        (multiples of ``horizon_multiple``); None for the fixed ``horizon``.
+      horizon_multiple: sampled horizons are multiples of it (the truncation length).
       meta_loss: ``"log"``, ``"normalized"`` or ``"raw"`` (see `meta_train.objective`).
       meta_loss_split: ``"train_batch"`` (free), ``"train"`` or ``"test"`` (one extra
         ``eval_loss`` forward pass per step).
@@ -82,6 +93,8 @@ class LearnedOptimizerSystem:
     meta_loss: str = "log"
     meta_loss_split: str = "train_batch"
     max_ratio: float = 10.0
+    horizon_range: tuple[int, int] | None = None
+    horizon_multiple: int = 1
 
     def __post_init__(self):
         if not isinstance(self.lopt, LearnedOptimizer):
@@ -100,29 +113,44 @@ class LearnedOptimizerSystem:
             raise ValueError(f"horizon must be a positive int, got {self.horizon!r}.")
         if not self.max_ratio > 0:
             raise ValueError(f"max_ratio must be > 0, got {self.max_ratio!r}.")
+        if self.horizon_range is not None:
+            problem = horizon_range_error(self.horizon_range, self.horizon_multiple)
+            if problem:
+                raise ValueError(problem + ".")
+            object.__setattr__(self, "horizon_range", tuple(self.horizon_range))
 
     # ---------------------------------------------------------------- protocol
     def init(self, key: jax.Array, theta: Any) -> InnerState:
-        """A fresh run: new task config, fresh params and optimizer state, step 0."""
+        """A fresh run: new task config (and horizon, if sampled), fresh params and
+        optimizer state, step 0."""
         k_cfg, k_init, k_data = jax.random.split(key, 3)
         cfg = self.family.sample(k_cfg)
         task = self.family.task(cfg)
         params = task.init(k_init)
-        opt_state = self.lopt.init(theta, params, self.horizon)
+        horizon = None
+        if self.horizon_range is not None:
+            horizon = sample_horizon(jax.random.fold_in(key, _HORIZON_SALT),
+                                     *self.horizon_range, self.horizon_multiple)
+        opt_state = self.lopt.init(theta, params, self.horizon if horizon is None else horizon)
         initial_loss = task.loss(params, jax.random.fold_in(k_data, 0))
         return InnerState(
             cfg=cfg, params=params, opt_state=opt_state, inner_step=jnp.int32(0),
-            data_key=k_data, loss_scale=loss_scale(initial_loss),
+            data_key=k_data, loss_scale=loss_scale(initial_loss), horizon=horizon,
         )
+
+    def run_horizon(self, state: InnerState) -> Any:
+        """The length of ``state``'s run: its sampled horizon, else the fixed one."""
+        return self.horizon if state.horizon is None else state.horizon
 
     def unroll(
         self, theta: Any, state: InnerState, key: jax.Array, length: int
     ) -> tuple[InnerState, jax.Array, jax.Array]:
         """``length`` inner steps; ``(state, mean meta-loss f32[], reset bool[])``.
 
-        The run restarts (from ``key``) at the end of the unroll if it reached
-        ``horizon``; the estimators guarantee ``length`` divides the horizon and runs
-        start at multiples of ``length``, so a run never crosses an unroll boundary.
+        The run restarts (from ``key``) at the end of the unroll if it reached its
+        horizon (`run_horizon`); the estimators guarantee ``length`` divides the horizon
+        (and sampled horizons are multiples of ``horizon_multiple``) and runs start at
+        multiples of ``length``, so a run never crosses an unroll boundary.
         """
 
         def body(carry, _):
@@ -130,7 +158,7 @@ class LearnedOptimizerSystem:
             return carry, term
 
         state, terms = jax.lax.scan(body, state, None, length=length)
-        reset = state.inner_step >= self.horizon
+        reset = state.inner_step >= self.run_horizon(state)
         fresh = self.init(key, theta)
         state = _where_tree(reset, fresh, state)
         return state, jnp.mean(terms), reset

@@ -38,6 +38,8 @@ from meta_train.evaluate import evaluate_theta, summarize
 from meta_train.inner import LearnedOptimizerSystem
 from meta_train.interrupt import Interrupted, StopSignals
 from meta_train.metrics_log import MetricsLog
+from meta_train.mixture import MixtureEstimator, group_estimator
+from meta_train.mixture_sharding import ShardedMixture
 from meta_train.pes import ESGradientEstimator
 from meta_train.run_dir import prepare_new, resume_step
 from meta_train.sharding import ShardedEstimator, particle_mesh, resolve_num_devices
@@ -66,75 +68,125 @@ class TrainResult:
 
 @dataclasses.dataclass(frozen=True)
 class Components:
-    """Everything built from a config (see `build`)."""
+    """Everything built from a config (see `build`).
+
+    ``family`` / ``system`` are the (first) training family and its inner system;
+    ``families`` / ``systems`` hold one per mixture entry (one for a single family).
+    ``estimator`` is an `ESGradientEstimator`, or a `MixtureEstimator` for a mixture.
+    """
 
     lopt: Any
     family: Any
     heldout: Any
     system: LearnedOptimizerSystem
-    estimator: ESGradientEstimator
+    estimator: Any
     theta_init: Any
+    families: tuple = ()
+    systems: tuple = ()
 
 
 def build(
-    config: MetaTrainConfig, family: Any = None, heldout: Any = None, lopt: Any = None
+    config: MetaTrainConfig, family: Any = None, heldout: Any = None, lopt: Any = None,
+    families: Any = None,
 ) -> Components:
     """Learned optimizer, families, inner system and estimator described by ``config``.
 
     ``family`` / ``heldout`` / ``lopt`` objects replace the ones the config names (for
     task families or optimizers that are not in the registries); ``config.family`` then
     only labels the run. The training family is ``tasks.registry.get(config.family,
-    **config.family_kwargs())``; the held-out one is the registered held-out split,
-    without ``config.family_overrides``.
+    **config.family_kwargs())`` with ``config.augment``; the held-out one is the
+    registered held-out split, without ``config.family_overrides``.
+
+    With ``config.mixture`` the estimator is a `MixtureEstimator` with one group per
+    entry (`build_entry`; ``families``, one per entry, replace them) and the held-out
+    family defaults to the first entry's.
     """
     import l2o
     from tasks import registry
 
-    config.check_names(lopt=lopt is None, families=family is None or heldout is None)
+    mixture = config.mixture
+    custom = (families if mixture is not None else family) is not None
+    config.check_names(lopt=lopt is None, families=not custom or heldout is None)
     if lopt is None:
         lopt = l2o.registry.get(config.lopt, **config.lopt_config)
-    if family is None:
-        family = build_family(config)
+    if mixture is None:
+        families = (build_family(config) if family is None else family,)
+    elif families is None:
+        families = tuple(build_entry(entry, i) for i, entry in enumerate(mixture))
+    elif len(families) != len(mixture):
+        raise ValueError(f"got {len(families)} families for a mixture of {len(mixture)} entries.")
     if heldout is None:
-        heldout = registry.get(config.heldout_family or config.family, split="heldout")
-    system = LearnedOptimizerSystem(
-        family=family, lopt=lopt, horizon=config.horizon, meta_loss=config.meta_loss,
-        meta_loss_split=config.meta_loss_split, max_ratio=config.max_ratio,
-    )
+        default = config.family if mixture is None else mixture[0]["family"]
+        heldout = registry.get(config.heldout_family or default, split="heldout")
+    systems = tuple(
+        LearnedOptimizerSystem(
+            family=f, lopt=lopt, horizon=config.horizon, meta_loss=config.meta_loss,
+            meta_loss_split=config.meta_loss_split, max_ratio=config.max_ratio,
+            horizon_range=None if config.horizon_range is None else tuple(config.horizon_range),
+            horizon_multiple=config.trunc_length,
+        ) for f in families)
     theta_init = lopt.init_meta_params(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
     low_high = max(abs(v) for v in _bounds(config))
-    estimator = ESGradientEstimator(
-        system, theta_init, strategy=config.strategy, sigma=config.sigma,
-        num_tasks=config.num_tasks, num_pairs=config.num_pairs,
-        trunc_length=config.trunc_length, horizon=config.horizon, outer_lr=config.outer_lr,
-        outer_clip=config.outer_clip, fitness_shaping_fn=config.fitness_shaping,
-        fitness_clip=low_high, nan_fitness=_bounds(config)[1], stagger=config.stagger,
+    settings = dict(
+        strategy=config.strategy, sigma=config.sigma, num_tasks=config.num_tasks,
+        num_pairs=config.num_pairs, trunc_length=config.trunc_length, horizon=config.horizon,
+        fitness_shaping_fn=config.fitness_shaping, fitness_clip=low_high,
+        nan_fitness=_bounds(config)[1], stagger=config.stagger,
     )
-    return Components(lopt, family, heldout, system, estimator, theta_init)
+    if mixture is None:
+        estimator = ESGradientEstimator(systems[0], theta_init, outer_lr=config.outer_lr,
+                                        outer_clip=config.outer_clip, **settings)
+    else:
+        estimator = MixtureEstimator(
+            [group_estimator(s, theta_init, **settings) for s in systems],
+            weights=[entry["weight"] for entry in mixture], outer_lr=config.outer_lr,
+            outer_clip=config.outer_clip,
+        )
+    return Components(lopt, families[0], heldout, systems[0], estimator, theta_init,
+                      families, systems)
 
 
 def build_family(config: MetaTrainConfig) -> Any:
-    """The ``"train"`` split of ``config.family`` with ``config.family_overrides``.
+    """The ``"train"`` split of ``config.family`` with ``config.family_overrides`` and
+    ``config.augment``.
 
     Raises:
       ValueError: an override key the family does not accept, or a value it rejects
         (the message names ``family_overrides``).
     """
-    from tasks import registry
+    from tasks import augment, registry
 
     config.check_family_overrides()
     try:
-        return registry.get(config.family, **config.family_kwargs())
+        family = registry.get(config.family, **config.family_kwargs())
     except (TypeError, ValueError) as err:
         if not config.family_overrides:
             raise
         raise ValueError(f"task family {config.family!r} rejected family_overrides "
                          f"{config.family_overrides}: {err}") from err
+    return augment.apply(family, config.augment) if config.augment else family
 
 
-def make_runner(config: MetaTrainConfig, estimator: ESGradientEstimator) -> Any:
+def build_entry(entry: dict, index: int = 0) -> Any:
+    """The ``"train"`` family of mixture entry ``index`` (`tasks.mixtures.build`).
+
+    Raises:
+      ValueError: the family rejects the entry's overrides (the message names the entry).
+    """
+    from tasks import mixtures
+
+    try:
+        return mixtures.build(entry)
+    except (KeyError, TypeError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise ValueError(f"mixture entry {index} ({entry['family']!r}) was rejected: "
+                         f"{message}") from err
+
+
+def make_runner(config: MetaTrainConfig, estimator: Any) -> Any:
     """What runs the outer steps: ``estimator`` itself on one device, else a
-    `ShardedEstimator` over the first `resolve_num_devices` devices of all processes.
+    `ShardedEstimator` (`ShardedMixture` for a `MixtureEstimator`) over the first
+    `resolve_num_devices` devices of all processes.
 
     Raises:
       ValueError: ``num_devices`` does not fit the devices or the particle axis, or a
@@ -152,8 +204,10 @@ def make_runner(config: MetaTrainConfig, estimator: ESGradientEstimator) -> Any:
         )
     if num_devices == 1:
         return estimator
-    return ShardedEstimator(estimator, particle_mesh(num_tasks, num_pairs,
-                                                     jax.devices()[:num_devices]))
+    mesh = particle_mesh(num_tasks, num_pairs, jax.devices()[:num_devices])
+    if isinstance(estimator, MixtureEstimator):
+        return ShardedMixture(estimator, mesh)
+    return ShardedEstimator(estimator, mesh)
 
 
 def _bounds(config: MetaTrainConfig) -> tuple[float, float]:
@@ -356,7 +410,9 @@ def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eva
     return {
         "family": config.family,
         "family_overrides": config.family_overrides,
-        "heldout_family": config.heldout_family or f"{config.family} (heldout split)",
+        "heldout_family": config.heldout_family or (
+            f"{config.family if config.mixture is None else config.mixture[0]['family']} "
+            "(heldout split)"),
         "outer_steps": steps,
         "strategy": config.strategy,
         "sigma": config.sigma,
@@ -367,6 +423,9 @@ def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eva
         "num_pairs": config.num_pairs,
         "meta_loss": config.meta_loss,
         "seed": config.seed,
+        "mixture": config.mixture,
+        "augment": config.augment,
+        "horizon_range": config.horizon_range,
         "wall_time_s": float(f"{wall_time:.6g}"),  # a tiny run can take under 5 ms
         "train_device": f"{device.platform}:{device.device_kind} x{jax.device_count()}"
                         + (f" ({jax.process_count()} processes)" if jax.process_count() > 1 else ""),

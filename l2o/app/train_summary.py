@@ -52,7 +52,8 @@ def final_lines(config: Any, heldout: Any, final_eval: dict, reference: str | No
     """Lines naming the held-out tasks and comparing the final test losses (see module)."""
     from tasks.describe import describe, sentence
 
-    name = config.heldout_family or config.family
+    mixture = getattr(config, "mixture", None)
+    name = config.heldout_family or (mixture[0]["family"] if mixture else config.family)
     tasks = describe(heldout, name)
     trained, initial = final_eval["trained"], final_eval["initial"]
     lines = [f"held-out tasks: {sentence(tasks)}, {config.eval_tasks} tasks x "

@@ -18,7 +18,7 @@ def _quadratic_task(cfg) -> Task:
         return 0.5 * jnp.sum(cfg["scales"] * x**2) + cfg["noise"] * jnp.dot(x, z) + 1e-3
 
     def init(key):
-        return {"x": cfg["init_scale"] * jax.random.normal(key, (8,))}
+        return {"x": cfg["init_scale"] * jax.random.normal(key, cfg["scales"].shape)}
 
     def eval_loss(params, key, split):
         return 0.5 * jnp.sum(cfg["scales"] * params["x"] ** 2) + 1e-3
@@ -36,6 +36,33 @@ def _quadratic_sample(key):
 
 
 TOY_FAMILY = TaskFamily(name="toy-quadratic", sample=_quadratic_sample, task=_quadratic_task)
+
+
+def _matrix_task(cfg) -> Task:
+    """f(W, b) = 0.5 * ||W u + b - y||^2 for a fixed u, y (two tensors, other shapes)."""
+
+    def loss(params, key):
+        u = jnp.linspace(-1.0, 1.0, 3)
+        pred = params["w"] @ u + params["b"]
+        noise = 0.01 * jax.random.normal(key, pred.shape)
+        return 0.5 * jnp.sum((pred - cfg["target"] + noise) ** 2) + 1e-3
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {"w": jax.random.normal(k1, (5, 3)), "b": jax.random.normal(k2, (5,))}
+
+    def eval_loss(params, key, split):
+        return loss(params, jax.random.PRNGKey(0))
+
+    return Task(name="toy-matrix", init=init, loss=loss, eval_loss=eval_loss)
+
+
+def _matrix_sample(key):
+    return {"target": jax.random.normal(key, (5,))}
+
+
+# A second family whose parameters have other shapes than TOY_FAMILY's (for mixtures).
+TOY_MATRIX_FAMILY = TaskFamily(name="toy-matrix", sample=_matrix_sample, task=_matrix_task)
 
 
 def _nan_task(cfg) -> Task:
