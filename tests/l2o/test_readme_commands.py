@@ -64,7 +64,8 @@ def tiny(command: str) -> list[str]:
         kind = "suite" if "--suite" in argv else "compare"
     else:
         kind = sub
-    return [sys.executable, "-m", "l2o.app.cli", *argv[1:], *TINY.get(kind, [])]
+    extra = ["--horizon-range", "2", "4"] if "--horizon-range" in argv else []
+    return [sys.executable, "-m", "l2o.app.cli", *argv[1:], *TINY.get(kind, []), *extra]
 
 
 def test_the_readme_shows_every_subcommand():
