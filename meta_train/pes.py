@@ -54,6 +54,7 @@ from flax import struct
 
 from meta_train.objective import sanitize
 from meta_train.system import check_system
+from meta_train.truncation import check_trunc_length
 
 STRATEGIES: tuple[str, ...] = ("pes", "tes", "nres")
 FITNESS_SHAPINGS: dict[str, Callable] = {
@@ -148,11 +149,7 @@ class ESGradientEstimator:
                             ("trunc_length", trunc_length), ("horizon", horizon)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}.")
-        if horizon % trunc_length:
-            raise ValueError(
-                f"trunc_length={trunc_length} must divide horizon={horizon}; "
-                f"try trunc_length={_nearest_divisor(horizon, trunc_length)}."
-            )
+        check_trunc_length(horizon, trunc_length)
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma!r}.")
         self.system = system
@@ -344,8 +341,3 @@ def _unroll_one(system: Any, length: int, theta: Any, state: Any, key: jax.Array
     """``system.unroll`` with a static length, outputs cast to ``(state, f32, bool)``."""
     state, loss, reset = system.unroll(theta, state, key, length)
     return state, jnp.asarray(loss, jnp.float32), jnp.asarray(reset, bool)
-
-
-def _nearest_divisor(n: int, k: int) -> int:
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
-    return min(divisors, key=lambda d: (abs(d - k), d))

@@ -27,19 +27,17 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from meta_train.truncation import divisors
+
 MESH_AXES: tuple[str, str, str] = ("sign", "tasks", "pairs")
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def valid_device_counts(num_tasks: int, num_pairs: int) -> list[int]:
     """Device counts that split the particle layout without communication: 1, 2 (the
     antithetic sign), ``2 * d_t`` for ``d_t | num_tasks``, ``2 * num_tasks * d_p`` for
     ``d_p | num_pairs`` (see `mesh_shape`)."""
-    counts = {1, 2} | {2 * t for t in _divisors(num_tasks)}
-    counts |= {2 * num_tasks * p for p in _divisors(num_pairs)}
+    counts = {1, 2} | {2 * t for t in divisors(num_tasks)}
+    counts |= {2 * num_tasks * p for p in divisors(num_pairs)}
     return sorted(counts)
 
 

@@ -166,7 +166,7 @@ def test_equal_settings_share_one_compilation():
 
 def test_rejects_bad_settings():
     system = InfluenceBalancing(horizon=HORIZON)
-    with pytest.raises(ValueError, match="must divide horizon=40; try trunc_length=8"):
+    with pytest.raises(ValueError, match=r"must divide horizon=40 \(divisors of 40: .*\); try trunc_length=8"):
         ESGradientEstimator(system, THETA, trunc_length=7, horizon=40)
     with pytest.raises(ValueError, match="unknown strategy 'es'.*'pes'"):
         ESGradientEstimator(system, THETA, strategy="es", trunc_length=5, horizon=40)
