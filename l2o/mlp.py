@@ -1,12 +1,12 @@
 """Per-parameter MLP learned optimizer (Metz et al. 2022 small_fc_lopt style).
 
 One small MLP, shared by every scalar coordinate, maps per-coordinate features to a step.
-Per step, for the flat (N,) gradient g and parameters p (all leaves concatenated):
+Per step, for the gradient g and parameters p of each tensor (leaf) of N coordinates:
 
     m_k <- b_k m_k + (1 - b_k) g              for each decay b_k in momentum_decays (K of them)
     v   <- b2 v + (1 - b2) g^2                second moment, b2 = second_moment_decay
     x    = [g, p, m_1..m_K, m_1/(sqrt(v)+eps) .. m_K/(sqrt(v)+eps)]      (N, 2 + 2K)
-    x    = x / rms(x)                         per column, over each tensor (or over all N)
+    x    = x / rms(x)                         per column, over each tensor (or over all tensors)
     s    = tanh(scale * t / T) for each progress scale                  (S,) shared by all
     [d, m, l] = MLP([x, s])                   relu hidden layers, (N, 3)
 
@@ -14,11 +14,20 @@ Per step, for the flat (N,) gradient g and parameters p (all leaves concatenated
                + step_mult * d * exp(exp_mult * m)               # learned term
                + weight_decay * base_lr * p)
 
+Options: ``normalize_update=True`` (Celo2) replaces the learned term of each tensor by
+``step_mult * u / sqrt(mean_tensor(u^2) + 1e-12)`` with ``u = d * exp(exp_mult * m)``, so
+it has RMS ``step_mult`` in every tensor whatever the network outputs; ``fan_in_scaling``
+("none", "inverse_sqrt", "inverse"; muLO's muP-style scaling) multiplies the whole update
+of a tensor (learned, nominal and weight-decay terms) by ``fan_in^-1/2`` or ``fan_in^-1``
+(`fan_in`: product of all but the last axis of a >= 2-d tensor, 1 for vectors). The small
+configs 2x8 and 2x16 are named in `PRESETS` (``l2o.registry.get("mlp-2x8")``).
+
 m_hat, v_hat are the bias-corrected momentum of decay ``nominal_beta1`` and v (Adam's
 formula); ``log_lr`` is a meta-parameter initialised to log(nominal_lr); base_lr is
 exp(log_lr) (or step_mult without the nominal term). The nominal term follows Harrison et
 al. (2022): the network only modulates a stable base step. The last layer starts near zero,
-so an untrained optimizer is Adam with learning rate ``nominal_lr``. The progress features
+so an untrained optimizer is Adam with learning rate ``nominal_lr`` (plus, with
+``normalize_update``, a learned term of RMS ``step_mult``). The progress features
 are the same for every coordinate, so their contribution to the first layer is folded into
 its bias (one (S,) x (S, H) product per step, not N of them).
 
@@ -49,6 +58,18 @@ from l2o.validation import check_chunk_size, check_num_steps, check_update_input
 FEATURE_LIMIT = 100.0  # clip of normalised features
 EXP_LIMIT = 20.0  # clip of every exponent (step multipliers stay below e^20)
 CPU_CHUNK = 16384  # coordinates per block on CPU (chunk_size=None)
+UPDATE_RMS_EPS = 1e-12  # under the square root of the learned term's per-tensor mean square
+# fan_in_scaling -> exponent p of the per-tensor update multiplier fan_in^-p.
+FAN_IN_SCALINGS = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0}
+# Named small configs (first-class, e.g. ``registry.get("mlp-2x8")``).
+PRESETS = {"mlp-2x8": {"hidden_sizes": (8, 8)}, "mlp-2x16": {"hidden_sizes": (16, 16)},
+           "mlp-2x32": {"hidden_sizes": (32, 32)}}
+
+
+def fan_in(shape: tuple[int, ...]) -> int:
+    """Fan-in of a parameter tensor: product of all but the last axis for >= 2-d tensors
+    (dense kernels (in, out), convolution kernels (h, w, in, out)), 1 for vectors/scalars."""
+    return math.prod(shape[:-1]) if len(shape) >= 2 else 1
 
 
 @struct.dataclass
@@ -93,6 +114,8 @@ class MLPOptimizer(LearnedOptimizer):
     weight_decay: float = 0.0
     output_init_scale: float = 1e-3
     chunk_size: int | None = None
+    normalize_update: bool = False
+    fan_in_scaling: str = "none"
 
     name: ClassVar[str] = "mlp"
 
@@ -112,6 +135,11 @@ class MLPOptimizer(LearnedOptimizer):
         if self.nominal and not self.nominal_lr > 0:
             raise ValueError(f"nominal_lr must be > 0; got {self.nominal_lr}.")
         check_chunk_size(self.chunk_size)
+        if self.fan_in_scaling not in FAN_IN_SCALINGS:
+            raise ValueError(
+                f"fan_in_scaling must be one of {sorted(FAN_IN_SCALINGS)}; got "
+                f"{self.fan_in_scaling!r}."
+            )
         if self.normalize_over not in ("tensor", "all"):
             raise ValueError(
                 f"normalize_over must be 'tensor' or 'all'; got {self.normalize_over!r}."
@@ -225,7 +253,11 @@ class MLPOptimizer(LearnedOptimizer):
             x = F.sanitize(x * scale[:, None], FEATURE_LIMIT)  # (F, R) normalised features
             out = self._apply_mlp_features_major(layers, x, bias)
             magnitude = jnp.clip(self.exp_mult * out[1], -EXP_LIMIT, EXP_LIMIT)
-            delta = self.step_mult * out[0] * jnp.exp(magnitude)
+            if self.normalize_update:  # the learned term is scaled per tensor afterwards
+                learned = jnp.nan_to_num(out[0] * jnp.exp(magnitude))
+                delta = jnp.zeros_like(learned)
+            else:
+                delta = self.step_mult * out[0] * jnp.exp(magnitude)
             if self.nominal:
                 i = self.momentum_decays.index(self.nominal_beta1)
                 m_hat = m[i] / (1.0 - self.nominal_beta1**t)
@@ -234,6 +266,8 @@ class MLPOptimizer(LearnedOptimizer):
                 delta = delta + lr * (m_hat / (jnp.sqrt(v_hat) + self.eps))
             if self.weight_decay:
                 delta = delta + self.weight_decay * base_lr * p
+            if self.normalize_update:
+                return learned, delta
             return -jnp.nan_to_num(delta)
 
         updates, momenta, second_moment = [], [], []
@@ -243,6 +277,13 @@ class MLPOptimizer(LearnedOptimizer):
                 delta = flat.map_rows(block, g, p, m, v, chunk_size=chunk_size, axis=-1)
             else:
                 delta = columns(scale, x, p, m, v)
+            if self.normalize_update:
+                learned, rest = delta
+                rms = jnp.sqrt(jnp.mean(jnp.square(learned)) + UPDATE_RMS_EPS)
+                delta = -jnp.nan_to_num(self.step_mult * (learned / rms) + rest)
+            multiplier = float(fan_in(shape)) ** -FAN_IN_SCALINGS[self.fan_in_scaling]
+            if multiplier != 1.0:
+                delta = delta * multiplier
             updates.append(delta.reshape(shape).astype(dtype))
             momenta.append(m.reshape((m.shape[0],) + shape))
             second_moment.append(v.reshape(shape))
