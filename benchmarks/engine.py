@@ -8,9 +8,13 @@ For each optimizer config, in one process and in alternating timed blocks:
   ``jit(vmap(scan))`` with the same task family and optimizer math (for the MLP
   optimizer a direct per-leaf implementation, checked equal to `l2o.MLPOptimizer` on a
   task before timing; for the LSTM, `l2o.LSTMOptimizer.update` itself);
-* where the engine's time goes: ``unroll`` (the vmapped `system.unroll` of every particle
-  alone, no ES), ``task`` (the same K steps of value-and-grad with a plain SGD update
-  instead of the learned optimizer); so optimizer = unroll - task, estimator = step - unroll.
+* where the engine's time goes: ``unroll`` (the engine's unroll of every particle, no
+  ask/tell), ``task`` (the same K steps of value-and-grad with a plain SGD update instead
+  of the learned optimizer, grouped like the engine's particles); so optimizer = unroll -
+  task, estimator = step - unroll.
+
+Wall time and this process's CPU time are both reported (medians over blocks): on a
+machine shared with other jobs the CPU-time ratio is the steadier one.
 
 Achieved FLOP/s: XLA's cost analysis counts a loop body once, so the step's FLOPs are
 ``flops(compiled step) + (K - 1) * flops(one vmapped inner step)``; the peak is the best
@@ -89,40 +93,46 @@ def check_direct_mlp(family, lopt, theta, steps: int = 3) -> float:
 
 
 def engine_pieces(system, estimator, state, theta, k: int):
-    """Callables: vmapped unroll of every particle (each with its own perturbed theta, as
-    in the step), the task alone, and one vmapped inner step (for its FLOPs)."""
-    shape = (2, estimator.num_tasks, estimator.num_pairs)
-    keys = jax.random.split(jax.random.PRNGKey(9), estimator.num_tasks)
-    sys_state = state.system_state
+    """Callables timing parts of the engine's step on its own particle layout: the unroll
+    of every particle (`ESGradientEstimator._unroll_particles`, each particle with its own
+    perturbed theta, grouped as in the step) and the task alone (K steps of value-and-grad
+    with SGD, same grouping); and one vmapped inner step of all particles (its FLOPs)."""
+    n = estimator.num_particles
     flat, unravel = ravel_pytree(theta)
-    noise = 0.01 * jax.random.normal(jax.random.PRNGKey(8), shape + flat.shape)
-    thetas = jax.vmap(jax.vmap(jax.vmap(unravel)))(flat + noise)
-
-    def vmap3(fn, axes_task):
-        return jax.vmap(jax.vmap(jax.vmap(fn, (0, 0, None)), (0, 0, axes_task)), (0, 0, None))
+    population = jax.vmap(unravel)(flat + 0.01 * jax.random.normal(jax.random.PRNGKey(8), (n,) + flat.shape))
+    sys_state = state.system_state
+    key = jax.random.PRNGKey(9)
 
     @jax.jit
-    def unroll(thetas, states):
-        fn = lambda th, s, key: system.unroll(th, s, key, k)[:2]  # noqa: E731
-        return vmap3(fn, 0)(thetas, states, keys)
+    def unroll(population, states):
+        return estimator._unroll_particles(population, states, key)[:2]
+
+    def one_task(s):
+        def body(params, t):
+            task = system.family.task(s.cfg)
+            loss, g = jax.value_and_grad(task.loss)(params, jax.random.fold_in(s.data_key, t))
+            return jax.tree.map(lambda p, u: p - 1e-2 * u, params, g), loss
+        return jax.lax.scan(body, s.params, s.inner_step + jnp.arange(k))
 
     @jax.jit
     def task_only(states):
-        def one(_, s, __):
-            def body(params, t):
-                task = system.family.task(s.cfg)
-                loss, g = jax.value_and_grad(task.loss)(params, jax.random.fold_in(s.data_key, t))
-                return jax.tree.map(lambda p, u: p - 1e-2 * u, params, g), loss
-            return jax.lax.scan(body, s.params, s.inner_step + jnp.arange(k))
+        states = jax.tree.map(lambda x: x.reshape((n,) + x.shape[3:]), states)
+        return jax.lax.map(one_task, states, batch_size=estimator.particle_batch or n)
 
-        return vmap3(one, None)(thetas, states, None)
+    def inner_step(population, states):
+        states = jax.tree.map(lambda x: x.reshape((n,) + x.shape[3:]), states)
+        return jax.vmap(system.inner_step)(population, states)
 
-    def inner_step(thetas, states):
-        fn = lambda th, s, _: system.inner_step(th, s)  # noqa: E731
-        return vmap3(fn, None)(thetas, states, None)
+    return ((lambda: unroll(population, sys_state)), (lambda: task_only(sys_state)),
+            functools.partial(inner_step, population), sys_state)
 
-    return ((lambda: unroll(thetas, sys_state)), (lambda: task_only(sys_state)),
-            functools.partial(inner_step, thetas), sys_state)
+
+def step_flops(system, theta, layout: dict, state, inner_step) -> float:
+    """FLOPs of one outer step: the compiled step of an all-at-once (vmapped) estimator,
+    whose inner loop body XLA counts once, plus (K - 1) vmapped inner steps."""
+    vmapped = ESGradientEstimator(system, theta, particle_batch=0, **layout)
+    return (flops_of(lambda s: vmapped.step(s), state)
+            + (layout["trunc_length"] - 1) * flops_of(inner_step, state.system_state))
 
 
 def run_config(name: str, args, family, peak: float) -> dict[str, Any]:
@@ -134,7 +144,8 @@ def run_config(name: str, args, family, peak: float) -> dict[str, Any]:
                   trunc_length=args.trunc_length, horizon=args.horizon)
     estimator = ESGradientEstimator(system, theta, **layout)
     state = {"es": estimator.init(jax.random.PRNGKey(4), theta)}
-    entry: dict[str, Any] = {"num_meta_params": int(ravel_pytree(theta)[0].size)}
+    entry: dict[str, Any] = {"num_meta_params": int(ravel_pytree(theta)[0].size),
+                             "particle_batch": estimator.particle_batch}
     if isinstance(lopt, l2o.MLPOptimizer):
         opt_init, opt_update = reference_pes.direct_mlp_functions(lopt)
         entry["direct_mlp_max_rel_diff"] = check_direct_mlp(family, lopt, theta)
@@ -159,15 +170,16 @@ def run_config(name: str, args, family, peak: float) -> dict[str, Any]:
     if args.breakdown:
         candidates.update(unroll=unroll, task=task_only)
     times = common.time_interleaved(candidates, 1, args.repeats)
-    step_flops = flops_of(lambda s: estimator.step(s), state["es"])
-    body_flops = flops_of(inner_step, sys_state)
-    flops = step_flops + (args.trunc_length - 1) * body_flops
+    flops = step_flops(system, theta, layout, state["es"], inner_step)
     t_engine, t_ref = times["engine"]["median_s"], times["reference"]["median_s"]
     inner_steps = estimator.num_particles * args.trunc_length
     entry.update({
         "engine_s": round(t_engine, 4), "reference_s": round(t_ref, 4),
         "engine_min_s": round(times["engine"]["min_s"], 4),
         "reference_min_s": round(times["reference"]["min_s"], 4),
+        "engine_cpu_s": round(times["engine"]["cpu_median_s"], 4),
+        "reference_cpu_s": round(times["reference"]["cpu_median_s"], 4),
+        "ratio_cpu_time": round(times["engine"]["cpu_median_s"] / times["reference"]["cpu_median_s"], 3),
         "ratio_engine_to_reference": round(t_engine / t_ref, 3),
         "engine_inner_steps_per_s": round(inner_steps / t_engine, 1),
         "reference_inner_steps_per_s": round(inner_steps / t_ref, 1),
@@ -204,13 +216,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for entry in configs.values():  # fractions against the best peak of the run
         entry["engine_fraction_of_peak"] = round(
             entry["engine_gflop_per_s"] * 1e9 / peak, 4)
-    rows = [[n, e["engine_s"], e["reference_s"], e["ratio_engine_to_reference"],
+    rows = [[n, e["engine_s"], e["reference_s"], e["ratio_engine_to_reference"], e["ratio_cpu_time"],
              e["engine_inner_steps_per_s"], e["engine_gflop_per_step"], e["engine_gflop_per_s"],
              e["engine_fraction_of_peak"]] for n, e in configs.items()]
     print(f"\nPES outer step on {family.name}, {args.num_tasks} tasks x {args.num_pairs} pairs, "
           f"trunc {args.trunc_length} of {args.horizon}; matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(common.format_table(
-        ["config", "engine s", "reference s", "ratio", "inner steps/s", "GFLOP/step",
+        ["config", "engine s", "reference s", "ratio", "CPU-time ratio", "inner steps/s", "GFLOP/step",
          "GFLOP/s", "of peak"], rows))
     section: dict[str, Any] = {
         "family": family.name, "num_tasks": args.num_tasks, "num_pairs": args.num_pairs,
