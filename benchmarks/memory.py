@@ -4,7 +4,9 @@
    `benchmarks.optimizer_step` on the MLP 784-1024-1024-10 (nothing is allocated), as
    bytes and float32 words per parameter. Reference: Adam 2 words/param, Lion 1.
 2. Outer step: for each population, the compiled `ESGradientEstimator.step` (same setup as
-   `benchmarks.meta_throughput`). Everywhere: XLA's ``memory_analysis()`` of the compiled
+   `benchmarks.meta_throughput`), and what its state holds per population: the (N, D)
+   arrays of the ES state (perturbation accumulators; N particles, D meta-parameters) and
+   the N inner runs. Everywhere: XLA's ``memory_analysis()`` of the compiled
    step, ``argument + output + temp - alias`` bytes (what the step needs while it runs).
    On an accelerator also ``jax.devices()[0].memory_stats()["peak_bytes_in_use"]`` after
    running the step; that counter is a process-wide maximum, so populations are run in
@@ -84,8 +86,17 @@ def outer_step_memory(population: int, args, system, theta) -> dict[str, Any]:
         state = jax.eval_shape(estimator.init, jax.random.PRNGKey(0), theta)
         # A fresh outer jit: works whether `step` is a jitted attribute or a method.
         compiled = jax.jit(estimator.step).lower(state).compile()
+        num_dims = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(theta))
+        nd = [x for x in jax.tree.leaves(state.es_state)
+              if tuple(x.shape) == (estimator.num_particles, num_dims)]
         make_inputs = lambda: (estimator.init(jax.random.PRNGKey(0), theta),)  # noqa: E731
     entry: dict[str, Any] = {"compiled_bytes": compiled_bytes(compiled)}
+    if population > 1:
+        # What scales with population: the (N, D) perturbation arrays of the ES state and
+        # the N inner runs (params, optimizer states, task configs).
+        entry["state_bytes"] = {"n_by_d": tree_bytes(nd), "num_n_by_d_arrays": len(nd),
+                                "system": tree_bytes(state.system_state),
+                                "total": tree_bytes(state)}
     stats = jax.devices()[0].memory_stats()
     if stats is not None and "peak_bytes_in_use" in stats:
         jax.block_until_ready(compiled(*make_inputs()))
@@ -114,12 +125,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         entry = outer_step_memory(p, args, system, theta)
         outer[str(p)] = entry
         analysed = entry["compiled_bytes"] or {}
+        held = entry.get("state_bytes", {})
         rows.append([p, analysed.get("argument", 0) / 2**20, analysed.get("temp", 0) / 2**20,
                      analysed.get("total", 0) / 2**20,
-                     entry.get("peak_bytes_in_use", float("nan")) / 2**20])
+                     entry.get("peak_bytes_in_use", float("nan")) / 2**20,
+                     held.get("n_by_d", 0) / 2**20, held.get("system", 0) / 2**20])
     print(f"\nPES outer step, MLP optimizer on {system.family.name}, trunc {args.trunc_length}")
     print(common.format_table(
-        ["population", "argument MB", "temp MB", "total MB", "peak in use MB"], rows))
+        ["population", "argument MB", "temp MB", "total MB", "peak in use MB",
+         "(N, D) state MB", "inner runs MB"], rows))
     return {"sizes": list(sizes), "state": states, "outer_step": outer,
             "family": system.family.name, "trunc_length": args.trunc_length,
             "horizon": args.horizon, "max_tasks": args.max_tasks}

@@ -31,6 +31,13 @@ def test_map_rows_blocks_and_tail_match_one_pass():
         got = jax.jit(lambda a, b: L.map_rows(fn, a, b, chunk_size=chunk_size))(x, y)
         for k in whole:
             np.testing.assert_array_equal(got[k], whole[k])
+    # Rows along the last axis (feature-major blocks): (K, n) and (n,) inputs.
+    xt, two = x.T, lambda a, b: (a * b, a.sum(0) - b)  # noqa: E731
+    for chunk_size in (0, 4, 5, 11, 12):
+        got = jax.jit(lambda a, b: L.map_rows(two, a, b, chunk_size=chunk_size, axis=-1))(xt, y)
+        for g, w in zip(got, two(xt, y)):
+            np.testing.assert_array_equal(g, w)
+    assert L.is_blocked(23, 11) and not L.is_blocked(23, 12) and not L.is_blocked(23, 0)
     on_cpu = jax.default_backend() == "cpu"
     assert L.resolve_chunk_size(None) == (L.DEFAULT_CPU_CHUNK if on_cpu else 0)
     assert L.resolve_chunk_size(0) == 0
