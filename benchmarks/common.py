@@ -84,7 +84,9 @@ def time_interleaved(
       warmup: untimed calls per candidate before timing (compilation happens here).
 
     Returns:
-      name -> ``{"median_s", "min_s", "max_s", "iters", "repeats"}`` (seconds per call).
+      name -> ``{"median_s", "min_s", "max_s", "iters", "repeats", "cpu_median_s"}``
+      (seconds per call; ``cpu_median_s`` is this process's CPU time, all threads, per
+      call: less sensitive than wall time to other jobs sharing the machine).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats!r}.")
@@ -96,16 +98,18 @@ def time_interleaved(
         for _ in range(warmup):
             jax.block_until_ready(candidates[name]())
     samples: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             fn, n = candidates[name], per_iter[name]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             out = None
             for _ in range(n):
                 out = fn()
             jax.block_until_ready(out)
             samples[name].append((time.perf_counter() - start) / n)
+            cpu[name].append((time.process_time() - start_cpu) / n)
     return {
         n: {
             "median_s": statistics.median(s),
@@ -113,6 +117,7 @@ def time_interleaved(
             "max_s": max(s),
             "iters": per_iter[n],
             "repeats": repeats,
+            "cpu_median_s": statistics.median(cpu[n]),
         }
         for n, s in samples.items()
     }

@@ -18,13 +18,14 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import common, compile_time, memory, meta_throughput, optimizer_step
+from benchmarks import common, compile_time, engine, memory, meta_throughput, optimizer_step
 
 # compile_time first: later benchmarks would warm JAX's tracing caches and shorten lowering.
 BENCHMARKS = {
     "compile_time": compile_time,
     "optimizer_step": optimizer_step,
     "meta_throughput": meta_throughput,
+    "engine": engine,
     "memory": memory,
 }
 # Flags per benchmark; defaults of each script are the CPU sizes.
@@ -32,6 +33,7 @@ GPU_FLAGS: dict[str, list[str]] = {
     "optimizer_step": ["--repeats", "9", "--block-seconds", "0.3", "--max-iters", "1000"],
     "meta_throughput": ["--population", meta_throughput.GPU_POPULATIONS, "--naive-max", "16",
                         "--repeats", "5", "--block-seconds", "0.3"],
+    "engine": ["--repeats", "5"],
     "memory": ["--population", "1,16,256,1024"],
     "compile_time": ["--population", "128,1024"],
 }

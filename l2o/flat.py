@@ -125,21 +125,31 @@ def resolve_chunk_size(chunk_size: int | None, cpu_default: int = DEFAULT_CPU_CH
     return int(chunk_size)
 
 
-def map_rows(fn: Callable, *arrays: jax.Array, chunk_size: int) -> Any:
-    """``fn(*arrays)`` computed block by block over the leading (row) axis.
+def is_blocked(num_rows: int, chunk_size: int) -> bool:
+    """Whether `map_rows` splits ``num_rows`` rows into blocks of ``chunk_size``."""
+    return 0 < chunk_size and 2 * chunk_size <= num_rows
 
-    Every array has N rows; ``fn`` maps row blocks to a pytree of arrays with as many
-    rows. Blocks of ``chunk_size`` rows run in a ``fori_loop`` (plus one static tail
-    block), so wide per-row intermediates (e.g. (rows, 32) MLP activations) stay in the
-    CPU cache instead of streaming N x 32 floats through memory. ``chunk_size <= 0`` or
-    N < 2 * chunk_size: one call on all rows (best on accelerators).
+
+def map_rows(fn: Callable, *arrays: jax.Array, chunk_size: int, axis: int = 0) -> Any:
+    """``fn(*arrays)`` computed block by block over the row axis ``axis``.
+
+    Every array has N rows along ``axis`` (0: leading, -1: last); ``fn`` maps row blocks
+    to a pytree of arrays with as many rows along the same axis. Blocks of ``chunk_size``
+    rows run in a ``fori_loop`` (plus one static tail block), so wide per-row
+    intermediates (e.g. (rows, 32) MLP activations) stay in the CPU cache instead of
+    streaming N x 32 floats through memory. ``chunk_size <= 0`` or N < 2 * chunk_size:
+    one call on all rows (best on accelerators).
     """
-    n = arrays[0].shape[0]
-    if chunk_size <= 0 or n < 2 * chunk_size:
+    n = arrays[0].shape[axis]
+    if not is_blocked(n, chunk_size):
         return fn(*arrays)
     arrays = jax.lax.optimization_barrier(arrays)  # materialise inputs once, outside the loop
     num_chunks, main = n // chunk_size, (n // chunk_size) * chunk_size
-    shapes = jax.eval_shape(fn, *[x[:chunk_size] for x in arrays])
+
+    def rows(x, start, size):
+        return jax.lax.slice_in_dim(x, start, start + size, axis=axis)
+
+    shapes = jax.eval_shape(fn, *[rows(x, 0, chunk_size) for x in arrays])
     # Output buffers start as an input of the same shape and dtype where there is one
     # (e.g. an optimizer state that is overwritten block by block): every row is written
     # below, and a donated input can then be updated in place instead of allocating and
@@ -147,7 +157,9 @@ def map_rows(fn: Callable, *arrays: jax.Array, chunk_size: int) -> Any:
     unused = list(arrays)
 
     def initial(s):
-        full = (n,) + s.shape[1:]
+        full = list(s.shape)
+        full[axis] = n
+        full = tuple(full)
         for j, x in enumerate(unused):
             if x is not None and x.shape == full and x.dtype == s.dtype:
                 unused[j] = None
@@ -157,14 +169,15 @@ def map_rows(fn: Callable, *arrays: jax.Array, chunk_size: int) -> Any:
     outputs = jax.tree.map(initial, shapes)
 
     def write(outputs, block, start):
-        return jax.tree.map(lambda o, b: jax.lax.dynamic_update_slice_in_dim(o, b, start, 0), outputs, block)
+        return jax.tree.map(
+            lambda o, b: jax.lax.dynamic_update_slice_in_dim(o, b, start, axis), outputs, block)
 
     def body(i, outputs):
         start = i * chunk_size
-        block = fn(*[jax.lax.dynamic_slice_in_dim(x, start, chunk_size, 0) for x in arrays])
+        block = fn(*[jax.lax.dynamic_slice_in_dim(x, start, chunk_size, axis) for x in arrays])
         return write(outputs, block, start)
 
     outputs = jax.lax.fori_loop(0, num_chunks, body, outputs)
     if main < n:
-        outputs = write(outputs, fn(*[x[main:] for x in arrays]), main)
+        outputs = write(outputs, fn(*[rows(x, main, n - main) for x in arrays]), main)
     return outputs

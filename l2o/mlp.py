@@ -1,12 +1,12 @@
 """Per-parameter MLP learned optimizer (Metz et al. 2022 small_fc_lopt style).
 
 One small MLP, shared by every scalar coordinate, maps per-coordinate features to a step.
-Per step, for the flat (N,) gradient g and parameters p (all leaves concatenated):
+Per step, for the gradient g and parameters p of each tensor (leaf) of N coordinates:
 
     m_k <- b_k m_k + (1 - b_k) g              for each decay b_k in momentum_decays (K of them)
     v   <- b2 v + (1 - b2) g^2                second moment, b2 = second_moment_decay
     x    = [g, p, m_1..m_K, m_1/(sqrt(v)+eps) .. m_K/(sqrt(v)+eps)]      (N, 2 + 2K)
-    x    = x / rms(x)                         per column, over each tensor (or over all N)
+    x    = x / rms(x)                         per column, over each tensor (or over all tensors)
     s    = tanh(scale * t / T) for each progress scale                  (S,) shared by all
     [d, m, l] = MLP([x, s])                   relu hidden layers, (N, 3)
 
@@ -14,21 +14,30 @@ Per step, for the flat (N,) gradient g and parameters p (all leaves concatenated
                + step_mult * d * exp(exp_mult * m)               # learned term
                + weight_decay * base_lr * p)
 
+Options: ``normalize_update=True`` (Celo2) replaces the learned term of each tensor by
+``step_mult * u / sqrt(mean_tensor(u^2) + 1e-12)`` with ``u = d * exp(exp_mult * m)``, so
+it has RMS ``step_mult`` in every tensor whatever the network outputs; ``fan_in_scaling``
+("none", "inverse_sqrt", "inverse"; muLO's muP-style scaling) multiplies the whole update
+of a tensor (learned, nominal and weight-decay terms) by ``fan_in^-1/2`` or ``fan_in^-1``
+(`fan_in`: product of all but the last axis of a >= 2-d tensor, 1 for vectors). The small
+configs 2x8 and 2x16 are named in `PRESETS` (``l2o.registry.get("mlp-2x8")``).
+
 m_hat, v_hat are the bias-corrected momentum of decay ``nominal_beta1`` and v (Adam's
 formula); ``log_lr`` is a meta-parameter initialised to log(nominal_lr); base_lr is
 exp(log_lr) (or step_mult without the nominal term). The nominal term follows Harrison et
 al. (2022): the network only modulates a stable base step. The last layer starts near zero,
-so an untrained optimizer is Adam with learning rate ``nominal_lr``. The progress features
+so an untrained optimizer is Adam with learning rate ``nominal_lr`` (plus, with
+``normalize_update``, a learned term of RMS ``step_mult``). The progress features
 are the same for every coordinate, so their contribution to the first layer is folded into
 its bias (one (S,) x (S, H) product per step, not N of them).
 
-Cost: per-leaf feature statistics come from reductions over each leaf (momenta
-recomputed inside them); the features themselves, the accumulator updates, the MLP and
-the output heads run block by block over ``chunk_size`` coordinates (default 16384 on
-CPU, see `l2o.flat.map_rows`), so the normalised (N, F) features and (N, 32)
-activations never reach memory. Inside a block the MLP runs feature-major, W^T x with
-the coordinate axis last (~2x faster CPU matmuls than x W; same sums). On accelerators
-(``chunk_size=None``) it runs in one pass.
+Cost: everything runs leaf by leaf on the leaves themselves (no flat (N,) vector, no
+gather of per-tensor scales): the accumulators are updated elementwise, each leaf's
+feature statistics are one reduction over it, and its features, MLP and output heads
+run feature-major, W^T x with the coordinate axis last (faster CPU matmuls than x W;
+same sums). Leaves larger than ``2 * chunk_size`` coordinates (default 16384 on CPU, see
+`l2o.flat.map_rows`) run block by block, so their normalised (F, n) features and (32, n)
+activations stay in cache; on accelerators (``chunk_size=None``) each leaf is one pass.
 """
 
 from __future__ import annotations
@@ -39,7 +48,6 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from l2o import features as F
@@ -50,23 +58,37 @@ from l2o.validation import check_chunk_size, check_num_steps, check_update_input
 FEATURE_LIMIT = 100.0  # clip of normalised features
 EXP_LIMIT = 20.0  # clip of every exponent (step multipliers stay below e^20)
 CPU_CHUNK = 16384  # coordinates per block on CPU (chunk_size=None)
+UPDATE_RMS_EPS = 1e-12  # under the square root of the learned term's per-tensor mean square
+# fan_in_scaling -> exponent p of the per-tensor update multiplier fan_in^-p.
+FAN_IN_SCALINGS = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0}
+# Named small configs (first-class, e.g. ``registry.get("mlp-2x8")``).
+PRESETS = {"mlp-2x8": {"hidden_sizes": (8, 8)}, "mlp-2x16": {"hidden_sizes": (16, 16)},
+           "mlp-2x32": {"hidden_sizes": (32, 32)}}
+
+
+def fan_in(shape: tuple[int, ...]) -> int:
+    """Fan-in of a parameter tensor: product of all but the last axis for >= 2-d tensors
+    (dense kernels (in, out), convolution kernels (h, w, in, out)), 1 for vectors/scalars."""
+    return math.prod(shape[:-1]) if len(shape) >= 2 else 1
 
 
 @struct.dataclass
 class MLPOptState:
-    """State of `MLPOptimizer`: N is the number of parameter coordinates, K of momenta.
+    """State of `MLPOptimizer`: K is the number of momentum decays.
 
     Attributes:
       step: int32 scalar, steps taken so far.
       num_steps: int32 scalar, training horizon T for the progress features.
-      momenta: (N, K) float32 momentum accumulators, one column per decay.
-      second_moment: (N,) float32 accumulator of g^2.
+      momenta: pytree like params, each leaf float32 ``(K, *leaf.shape)``: one momentum
+        accumulator per decay.
+      second_moment: pytree like params, float32 leaves of the params' shapes: the
+        accumulator of g^2.
     """
 
     step: jax.Array
     num_steps: jax.Array
-    momenta: jax.Array
-    second_moment: jax.Array
+    momenta: Any
+    second_moment: Any
 
 
 def _check_decays(name: str, decays: tuple[float, ...]) -> None:
@@ -92,6 +114,8 @@ class MLPOptimizer(LearnedOptimizer):
     weight_decay: float = 0.0
     output_init_scale: float = 1e-3
     chunk_size: int | None = None
+    normalize_update: bool = False
+    fan_in_scaling: str = "none"
 
     name: ClassVar[str] = "mlp"
 
@@ -111,6 +135,11 @@ class MLPOptimizer(LearnedOptimizer):
         if self.nominal and not self.nominal_lr > 0:
             raise ValueError(f"nominal_lr must be > 0; got {self.nominal_lr}.")
         check_chunk_size(self.chunk_size)
+        if self.fan_in_scaling not in FAN_IN_SCALINGS:
+            raise ValueError(
+                f"fan_in_scaling must be one of {sorted(FAN_IN_SCALINGS)}; got "
+                f"{self.fan_in_scaling!r}."
+            )
         if self.normalize_over not in ("tensor", "all"):
             raise ValueError(
                 f"normalize_over must be 'tensor' or 'all'; got {self.normalize_over!r}."
@@ -160,12 +189,14 @@ class MLPOptimizer(LearnedOptimizer):
         """Zero accumulators for ``params`` (any float pytree) over ``num_steps`` steps."""
         del theta
         check_num_steps(num_steps, "MLPOptimizer.init")
-        n = flat.tree_layout(params).num_coordinates
+        layout = flat.tree_layout(params)
+        k = len(self.momentum_decays)
+        leaves = [jnp.zeros(shape, jnp.float32) for shape in layout.shapes]
         return MLPOptState(
             step=jnp.zeros((), jnp.int32),
             num_steps=jnp.asarray(num_steps, jnp.int32),
-            momenta=jnp.zeros((n, len(self.momentum_decays)), jnp.float32),
-            second_moment=jnp.zeros((n,), jnp.float32),
+            momenta=jax.tree.unflatten(layout.treedef, [jnp.zeros((k,) + x.shape) for x in leaves]),
+            second_moment=jax.tree.unflatten(layout.treedef, leaves),
         )
 
     def update(
@@ -174,101 +205,106 @@ class MLPOptimizer(LearnedOptimizer):
         """One step (see module doc); ``loss`` is unused. Updates come in params' dtypes."""
         del loss
         layout = flat.tree_layout(params)
-        check_update_inputs(self.name, grads, layout, state.momenta.shape[0])
-        g = F.sanitize(flat.flatten(grads), F.GRAD_LIMIT)
-        p = F.sanitize(flat.flatten(params), F.GRAD_LIMIT)
-        decays = jnp.asarray(self.momentum_decays, jnp.float32)
+        second_moments = jax.tree.leaves(state.second_moment)
+        state_shapes = tuple(tuple(x.shape) for x in second_moments)
+        check_update_inputs(self.name, grads, layout,
+                            layout.num_coordinates if state_shapes == layout.shapes else -1)
+        decays = jnp.asarray(self.momentum_decays, jnp.float32)[:, None]
         beta2 = self.second_moment_decay
         step = state.step + 1
+        t = step.astype(jnp.float32)
+
+        chunk_size = flat.resolve_chunk_size(self.chunk_size, CPU_CHUNK)
+
+        def features(g, p, m, v):
+            """Raw feature columns of a block of R coordinates, feature-major (F, R)."""
+            inv_rms = 1.0 / (jnp.sqrt(v) + self.eps)
+            return jnp.concatenate([g[None], p[None], m, m * inv_rms], axis=0)
+
+        # Per leaf: new accumulators (elementwise) and the sums of squares of its features.
+        # A leaf that fits in one block keeps its (F, n) features; a larger one recomputes
+        # them block by block below.
+        leaves, sums = [], []
+        for grad, param, m, v in zip(jax.tree.leaves(grads), jax.tree.leaves(params),
+                                     jax.tree.leaves(state.momenta), second_moments):
+            g = F.sanitize(jnp.ravel(jnp.asarray(grad, jnp.float32)), F.GRAD_LIMIT)
+            p = F.sanitize(jnp.ravel(jnp.asarray(param, jnp.float32)), F.GRAD_LIMIT)
+            m = decays * m.reshape(decays.shape[0], -1) + (1.0 - decays) * g
+            v = beta2 * jnp.ravel(v) + (1.0 - beta2) * jnp.square(g)
+            x = None if flat.is_blocked(g.shape[0], chunk_size) else features(g, p, m, v)
+            sums.append(jnp.sum(jnp.square(features(g, p, m, v) if x is None else x), axis=1))
+            leaves.append((x, g, p, m, v))
+        if self.normalize_over == "all" and len(leaves) > 1:
+            scales = [jax.lax.rsqrt(sum(sums) / layout.num_coordinates + 1e-12)] * len(leaves)
+        else:  # each leaf's statistics stay independent of the other leaves
+            scales = [jax.lax.rsqrt(s / n + 1e-12) for s, n in zip(sums, layout.sizes)]
 
         progress = F.progress_features(state.step, state.num_steps, self.progress_scales)
-        scales = self._feature_scales(grads, params, state, layout)  # (num_leaves or 1, F)
         base_lr = jnp.asarray(self.step_mult, jnp.float32)
-        t = step.astype(jnp.float32)
         if self.nominal:
             base_lr = jnp.exp(jnp.clip(theta["log_lr"], -EXP_LIMIT, EXP_LIMIT))
         layers = theta["mlp"]
         first = layers["layer_0"]
         bias = first["b"] + progress @ first["w"][self.num_features :]
 
-        def rows(g, p, momenta, second_moment, index):
-            """Block of R coordinates -> (step (R,), momenta, second moment); the MLP runs
-            feature-major, (H, R). Accumulators are updated here, in cache."""
-            momenta = decays * momenta + (1.0 - decays) * g[:, None]
-            second_moment = beta2 * second_moment + (1.0 - beta2) * jnp.square(g)
-            inv_rms = 1.0 / (jnp.sqrt(second_moment) + self.eps)
-            x = jnp.concatenate([g[:, None], p[:, None], momenta, momenta * inv_rms[:, None]], axis=1)
-            if scales.shape[0] == 1:
-                x_scale = scales
-            else:
-                x_scale = scales[flat.leaf_index(index, layout)]
-            x = F.sanitize(x * x_scale, FEATURE_LIMIT)  # (R, F) normalised features
+        def columns(scale, x, p, m, v):
+            """Step of R coordinates from their raw features x (F, R) (feature-major), the
+            params p (R,) and the new accumulators m (K, R), v (R,)."""
+            x = F.sanitize(x * scale[:, None], FEATURE_LIMIT)  # (F, R) normalised features
             out = self._apply_mlp_features_major(layers, x, bias)
             magnitude = jnp.clip(self.exp_mult * out[1], -EXP_LIMIT, EXP_LIMIT)
-            delta = self.step_mult * out[0] * jnp.exp(magnitude)
+            if self.normalize_update:  # the learned term is scaled per tensor afterwards
+                learned = jnp.nan_to_num(out[0] * jnp.exp(magnitude))
+                delta = jnp.zeros_like(learned)
+            else:
+                delta = self.step_mult * out[0] * jnp.exp(magnitude)
             if self.nominal:
                 i = self.momentum_decays.index(self.nominal_beta1)
-                m_hat = momenta[:, i] / (1.0 - self.nominal_beta1**t)
-                v_hat = second_moment / (1.0 - beta2**t)
-                nominal_dir = m_hat / (jnp.sqrt(v_hat) + self.eps)
+                m_hat = m[i] / (1.0 - self.nominal_beta1**t)
+                v_hat = v / (1.0 - beta2**t)
                 lr = base_lr * jnp.exp(jnp.clip(out[2], -EXP_LIMIT, EXP_LIMIT))
-                delta = delta + lr * nominal_dir
+                delta = delta + lr * (m_hat / (jnp.sqrt(v_hat) + self.eps))
             if self.weight_decay:
                 delta = delta + self.weight_decay * base_lr * p
-            return delta, momenta, second_moment
+            if self.normalize_update:
+                return learned, delta
+            return -jnp.nan_to_num(delta)
 
-        chunk_size = flat.resolve_chunk_size(self.chunk_size, CPU_CHUNK)
-        index = jnp.arange(g.shape[0], dtype=jnp.int32)
-        delta, momenta, second_moment = flat.map_rows(
-            rows, g, p, state.momenta, state.second_moment, index, chunk_size=chunk_size
-        )
-        updates = flat.unflatten(-jnp.nan_to_num(delta), layout)
-        new_state = MLPOptState(step, state.num_steps, momenta, second_moment)
-        return updates, new_state
-
-    def _feature_scales(self, grads: Any, params: Any, state: MLPOptState, layout: flat.TreeLayout) -> jax.Array:
-        """1 / sqrt(mean x^2 + 1e-12) of each feature column, per leaf: (num_leaves, F).
-
-        With ``normalize_over="all"`` (or one leaf) a single row over all N coordinates.
-        Each leaf's sums of squares come from its own gradient/parameter arrays and
-        state rows, with the new momenta recomputed inside the reduction: no sliced or
-        concatenated (N, F) copy is materialised (same values as `update`'s features).
-        """
-        decays = jnp.asarray(self.momentum_decays, jnp.float32)
-        beta2 = self.second_moment_decay
-        offsets = np.cumsum((0,) + layout.sizes)
-        sums = []
-        for grad, param, a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(params), offsets[:-1], offsets[1:]):
-            g = F.sanitize(jnp.ravel(jnp.asarray(grad, jnp.float32)), F.GRAD_LIMIT)
-            p = F.sanitize(jnp.ravel(jnp.asarray(param, jnp.float32)), F.GRAD_LIMIT)
-            momenta = decays * state.momenta[a:b] + (1.0 - decays) * g[:, None]
-            second_moment = beta2 * state.second_moment[a:b] + (1.0 - beta2) * jnp.square(g)
-            scaled = momenta * (1.0 / (jnp.sqrt(second_moment) + self.eps))[:, None]
-            sums.append(jnp.concatenate([
-                jnp.sum(jnp.square(g))[None],
-                jnp.sum(jnp.square(p))[None],
-                jnp.sum(jnp.square(momenta), axis=0),
-                jnp.sum(jnp.square(scaled), axis=0),
-            ]))
-        sums = jnp.stack(sums)
-        if self.normalize_over == "all" or len(layout.sizes) == 1:
-            mean = jnp.sum(sums, axis=0, keepdims=True) / layout.num_coordinates
-        else:
-            mean = sums / jnp.asarray(layout.sizes, jnp.float32)[:, None]
-        return jax.lax.rsqrt(mean + 1e-12)
+        updates, momenta, second_moment = [], [], []
+        for scale, (x, g, p, m, v), shape, dtype in zip(scales, leaves, layout.shapes, layout.dtypes):
+            if x is None:
+                block = lambda g, p, m, v, s=scale: columns(s, features(g, p, m, v), p, m, v)  # noqa: E731
+                delta = flat.map_rows(block, g, p, m, v, chunk_size=chunk_size, axis=-1)
+            else:
+                delta = columns(scale, x, p, m, v)
+            if self.normalize_update:
+                learned, rest = delta
+                rms = jnp.sqrt(jnp.mean(jnp.square(learned)) + UPDATE_RMS_EPS)
+                delta = -jnp.nan_to_num(self.step_mult * (learned / rms) + rest)
+            multiplier = float(fan_in(shape)) ** -FAN_IN_SCALINGS[self.fan_in_scaling]
+            if multiplier != 1.0:
+                delta = delta * multiplier
+            updates.append(delta.reshape(shape).astype(dtype))
+            momenta.append(m.reshape((m.shape[0],) + shape))
+            second_moment.append(v.reshape(shape))
+        treedef = layout.treedef
+        new_state = MLPOptState(step, state.num_steps, jax.tree.unflatten(treedef, momenta),
+                                jax.tree.unflatten(treedef, second_moment))
+        return jax.tree.unflatten(treedef, updates), new_state
 
     def _apply_mlp_features_major(self, layers: dict, x: jax.Array, bias: jax.Array) -> jax.Array:
         """relu MLP on feature-major (F, R) inputs -> (num_outputs, R).
 
         ``bias`` is the first layer's bias with the shared progress features folded in.
         Weights act as W^T x (same sums as x W): with the coordinate axis last the
-        matmuls run ~2x faster on CPU than row-major (R, F) x (F, H).
+        matmuls run faster on CPU than row-major (R, F) x (F, H).
         """
         num_layers = len(self.hidden_sizes) + 1
         w_first = layers["layer_0"]["w"][: self.num_features]
-        # (F, H) x (R, F) -> (H, R): contract the feature axes, no transpose of x.
-        h = jax.lax.dot_general(w_first, x, (((0,), (1,)), ((), ()))) + bias[:, None]
+        # (F, H) x (F, R) -> (H, R): contract the feature axes, no transpose of x.
+        h = jax.lax.dot_general(w_first, x, (((0,), (0,)), ((), ()))) + bias[:, None]
         for i in range(1, num_layers):
             layer = layers[f"layer_{i}"]
-            h = layer["w"].T @ jax.nn.relu(h) + layer["b"][:, None]
+            h = jax.lax.dot_general(layer["w"], jax.nn.relu(h), (((0,), (0,)), ((), ())))
+            h = h + layer["b"][:, None]
         return h

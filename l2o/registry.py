@@ -6,6 +6,11 @@ config names the architecture it guards and its fallback::
     registry.get("guarded", learned={"architecture": "mlp", "config": {"hidden_sizes": [8]}},
                  fallback={"name": "sgd", "learning_rate": 0.1})
 
+Named configs (`PRESETS`, e.g. ``"mlp-2x8"``, ``"mlp-2x16"``) are an architecture with some
+fields set: ``registry.get("mlp-2x8", weight_decay=0.01)`` is
+``MLPOptimizer(hidden_sizes=(8, 8), weight_decay=0.01)``; they are written to files as
+their architecture and full config.
+
 `to_dict` / `from_dict` turn any registered optimizer into ``{"architecture", "config"}``
 JSON and back (what `l2o.save` writes).
 """
@@ -19,28 +24,40 @@ from typing import Any
 from l2o.base import LearnedOptimizer
 from l2o.guarded import GuardedOptimizer
 from l2o.lstm import LSTMOptimizer
+from l2o.mlp import PRESETS as MLP_PRESETS
 from l2o.mlp import MLPOptimizer
 
 OPTIMIZERS = MappingProxyType({"guarded": GuardedOptimizer, "lstm": LSTMOptimizer,
                                "mlp": MLPOptimizer})
+# name -> (architecture, config fields it sets)
+PRESETS = MappingProxyType({name: ("mlp", dict(config)) for name, config in MLP_PRESETS.items()})
 
 
 def names() -> list[str]:
-    """Sorted registry names of every learned optimizer."""
+    """Sorted registry names of every learned optimizer architecture."""
     return sorted(OPTIMIZERS)
 
 
+def all_names() -> list[str]:
+    """Every name `get` accepts: the architectures, then the named configs (`PRESETS`)."""
+    return names() + sorted(PRESETS)
+
+
 def get(name: str, **config: Any) -> LearnedOptimizer:
-    """A learned optimizer instance: ``OPTIMIZERS[name].from_config(config)``.
+    """A learned optimizer: ``OPTIMIZERS[name].from_config(config)``, or a named config of
+    `PRESETS` with ``config`` overriding its fields.
 
     Raises:
       KeyError: unknown ``name`` (the message lists the known ones).
       TypeError: a config key the optimizer does not have (message lists valid keys).
     """
+    if name in PRESETS:
+        architecture_name, preset = PRESETS[name]
+        return OPTIMIZERS[architecture_name].from_config({**preset, **config})
     if name not in OPTIMIZERS:
-        close = difflib.get_close_matches(str(name), names(), n=1)
+        close = difflib.get_close_matches(str(name), all_names(), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown learned optimizer {name!r}; known: {names()}.{hint}")
+        raise KeyError(f"unknown learned optimizer {name!r}; known: {all_names()}.{hint}")
     return OPTIMIZERS[name].from_config(config)
 
 

@@ -242,7 +242,7 @@ class MetaTrainConfig(RunSettings, Recipe):
         if lopt:
             import l2o
 
-            lopts = l2o.registry.names()
+            lopts = l2o.registry.all_names()
             if self.lopt not in lopts:
                 raise ValueError(f"unknown lopt {self.lopt!r}; valid: {lopts}.")
         known = known_families() if families else None

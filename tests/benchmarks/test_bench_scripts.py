@@ -8,7 +8,8 @@ import jax
 import pytest
 
 from benchmarks import (
-    common, compile_time, memory, meta_throughput, optimizer_step, run_all, task_cost,
+    common, compile_time, engine, memory, meta_throughput, optimizer_step, reference_pes,
+    run_all, task_cost,
 )
 
 TINY_PES = ["--horizon", "4", "--trunc-length", "2", "--family", "synthetic-mlp"]
@@ -83,6 +84,7 @@ def test_state_bytes_match_formulas():
     assert states["adam"]["bytes"] == 4 * 2 * n + 4
     assert states["lion"]["bytes"] == 4 * n + 4
     assert states["mlp"]["bytes"] == 4 * 6 * n + 8  # 5 momenta + second moment
+    assert states["mlp-2x8"]["bytes"] == states["mlp"]["bytes"]  # hidden size: no state
     assert states["lstm"]["bytes"] == 4 * (2 * 2 * 20 + 1) * n + 8  # h, c of 2x20, momentum
     # The guard adds Adam's state, three counters, two flags, three losses and the running
     # gap; its shadow run a copy of the params and a second Adam state.
@@ -105,6 +107,48 @@ def test_optimizer_step_script(tmp_path):
     assert entry["ratio_to_adam"]["lookahead"] == pytest.approx(ms["lookahead"] / ms["adam"], 1e-2)
     assert set(entry["targets"]) == set()  # neither mlp nor lstm was timed
     assert json.loads(out.read_text())["optimizer_step"]["models"]["mlp-8-4-2"]["num_params"] == 46
+
+
+def test_engine_script(tmp_path):
+    """Engine vs minimal PES at tiny sizes: times, ratios and FLOPs are consistent, and the
+    reference's per-leaf MLP optimizer computes l2o.MLPOptimizer's updates."""
+    section = engine.main(["--configs", "mlp-2x8", "--num-tasks", "1", "--num-pairs", "1",
+                           "--repeats", "1", "--out", str(tmp_path / "r.json"), *TINY_PES])
+    entry = section["configs"]["mlp-2x8"]
+    assert entry["direct_mlp_max_rel_diff"] < 1e-5
+    assert entry["ratio_engine_to_reference"] == pytest.approx(
+        entry["engine_s"] / entry["reference_s"], rel=2e-2)
+    assert entry["engine_inner_steps_per_s"] == pytest.approx(2 * 2 / entry["engine_s"], rel=2e-2)
+    assert entry["engine_gflop_per_step"] > 0 and 0 < entry["engine_fraction_of_peak"]
+    assert set(entry["breakdown_s"]) == {"task_gradients", "learned_optimizer", "estimator"}
+    assert "target" not in section  # mlp-2x32 was not timed
+
+
+def test_reference_pes_steps_and_resets():
+    """The minimal PES: xi is the sum of the steps' perturbations and resets with the run."""
+    family = reference_pes_family()
+    lopt = engine.CONFIGS["mlp-2x8"]()
+    theta = lopt.init_meta_params(jax.random.PRNGKey(0))
+    init, step = reference_pes.make_reference(
+        family, *reference_pes.direct_mlp_functions(lopt), theta, num_tasks=2, num_pairs=1,
+        trunc_length=2, horizon=4)
+    state = init(jax.random.PRNGKey(1))
+    assert state.xi.shape == (2, 2, 1, state.theta.size)
+    starts = state.runs["t"][0, :, 0].tolist()
+    assert starts == [0, 2]
+    state, loss = step(state)
+    assert bool(jax.numpy.isfinite(loss))
+    # Task 1 started at step 2 and reached the horizon: reset, its accumulators zeroed.
+    assert state.runs["t"][0, :, 0].tolist() == [2, 0]
+    assert float(jax.numpy.max(jax.numpy.abs(state.xi[:, 1]))) == 0.0
+    assert jax.numpy.allclose(state.xi[0, 0], -state.xi[1, 0])
+    assert float(jax.numpy.max(jax.numpy.abs(state.xi[:, 0]))) > 0.0
+
+
+def reference_pes_family():
+    from benchmarks.models import synthetic_mlp_family
+
+    return synthetic_mlp_family(sizes=(8, 4, 3), batch_size=4, num_examples=16)
 
 
 def test_meta_throughput_script(tmp_path):

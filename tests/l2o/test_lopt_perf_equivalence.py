@@ -3,7 +3,9 @@
 `tests/l2o/data/golden_updates.npz` holds, for every case below, the flat updates of 5
 steps and the final state leaves, computed by the first (reference) implementation of
 `MLPOptimizer`, `LSTMOptimizer` and the loss guard. Shipped pretrained weights depend on
-this function, so any rewrite for speed must reproduce it to float32 tolerance.
+this function, so any rewrite for speed must reproduce it to float32 tolerance. The MLP
+optimizer now keeps its accumulators per leaf; they are compared in the flat layout the
+file was written in (`_flat_mlp_state`), with the same values.
 
 Regenerate ONLY for an intended change of the math:
 ``python tests/l2o/test_lopt_perf_equivalence.py --write``.
@@ -21,6 +23,7 @@ import pytest
 
 import l2o
 from l2o import LSTMOptimizer, MLPOptimizer
+from l2o.mlp import MLPOptState
 from l2o import GuardedOptimizer, GuardState
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden_updates.npz"
@@ -107,6 +110,14 @@ def _value_fn(params):
     return sum(jnp.sum(0.5 * x**2 + jnp.sin(3.0 * x)) for x in jax.tree.leaves(params))
 
 
+def _flat_mlp_state(state):
+    """An `MLPOptState` in the layout the golden file was written in: momenta (N, K) and
+    second moment (N,), leaves concatenated in ``jax.tree.leaves`` order."""
+    momenta = [np.asarray(m).reshape(np.shape(m)[0], -1).T for m in jax.tree.leaves(state.momenta)]
+    second = [np.ravel(np.asarray(v)) for v in jax.tree.leaves(state.second_moment)]
+    return state.replace(momenta=np.concatenate(momenta), second_moment=np.concatenate(second))
+
+
 def run_case(name):
     """Flat updates of each step, (NUM_STEPS, N), and the final state's leaves."""
     lopt, theta, params = _case(name)
@@ -127,6 +138,8 @@ def run_case(name):
         params = jax.tree.map(lambda p, u: p + u, params, updates)
     if isinstance(state, GuardState):  # the per-step rule's fields (golden predates the shadow)
         state = tuple(state)[:7]
+    state = jax.tree.map(lambda s: _flat_mlp_state(s) if isinstance(s, MLPOptState) else s,
+                         state, is_leaf=lambda s: isinstance(s, MLPOptState))
     return np.stack(updates_per_step), [np.asarray(x) for x in jax.tree.leaves(state)]
 
 
