@@ -45,7 +45,8 @@ def test_invalid_fields_are_explained(fields, error, match):
 def test_unknown_keys_and_names():
     with pytest.raises(ValueError, match="unknown config key\\(s\\) \\['sigam'\\]; valid keys: .*'sigma'"):
         MetaTrainConfig.from_dict({"sigam": 0.1})
-    with pytest.raises(ValueError, match="unknown lopt 'transformer'; valid: \\['guarded', 'lstm', 'mlp', 'mlp-2x16', 'mlp-2x32', 'mlp-2x8'\\]"):
+    with pytest.raises(ValueError, match="unknown lopt 'transformer'; valid: \\['guarded', 'lstm', 'mlp', 'mlp-2x16', "
+                       "'mlp-2x32', 'mlp-2x8'\\]"):
         MetaTrainConfig(lopt="transformer").check_names()
     with pytest.raises(ValueError, match="unknown task family 'imagenet'; valid: .*'quadratic'"):
         MetaTrainConfig(family="imagenet").check_names()
