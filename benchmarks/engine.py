@@ -23,7 +23,7 @@ of a jitted 1024 x 1024 float32 matmul timed in the same run (before and after).
     python -m benchmarks.engine                        # digits MLP 64-32-10, 8 tasks x 8 pairs
     python -m benchmarks.engine --configs mlp-2x32 --repeats 3
 
-Target (issue setting, MLP optimizer 2x32): engine time <= 1.0 x reference time.
+Target (the setting above, MLP optimizer 2x32): engine time <= 1.0 x reference time.
 """
 
 from __future__ import annotations
