@@ -7,11 +7,12 @@ each guarded by that tuned Adam with the paired runs, for every guard setting gi
 
     python scripts/guard_heldout.py --out runs/guard_heldout
     python scripts/guard_heldout.py mlp-image --problems diabetes-tanh \
-        --settings 0.9:0.0025:0.1,0.9:0.0025:1
+        --settings 0.9:0.0025:0.1,0.9:0.0025:0.99
+    python scripts/guard_heldout.py --families mlp-digits,quadratic --steps 200
 
 Prints, per problem and row, the final full-train loss (mean over seeds) and its ratio to
-tuned Adam's and to the learned optimizer alone's; writes ``guard_heldout.json`` into
-``--out``.
+tuned Adam's and to the learned optimizer alone's; writes ``guard_heldout.json`` and the
+tables of `markdown` (``guard_heldout.md``) into ``--out``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("optimizers", nargs="*", help="learned optimizers (default: all shipped)")
     parser.add_argument("--problems", default=None, help="comma-separated (default: all)")
+    parser.add_argument("--families", default=None,
+                        help="comma-separated registry task families to run instead of the "
+                        "held-out problems (one task each), e.g. to choose --settings off the suite")
     parser.add_argument("--settings", default="0.9:0.0025:0.1",
                         help="comma-separated smoothing:switch_gap:reset_gap (default %(default)s)")
     parser.add_argument("--steps", type=int, default=suite.DEFAULT_STEPS)
@@ -54,6 +58,40 @@ def final_loss(result) -> tuple[np.ndarray, np.ndarray]:
             result.diverged[..., 0, :].sum(-1)
 
 
+def markdown(out: dict) -> str:
+    """Per setting: a table of final train loss per problem (tuned Adam, each optimizer alone
+    and guarded) with the guarded row's ratio to tuned Adam and, where the optimizer alone
+    ended below Adam, to the optimizer alone; then the worst ratios per optimizer."""
+    problems = list(out["problems"])
+    names = [n for n in out["problems"][problems[0]] if n != "adam" and "+guard" not in n]
+    lines = []
+    for i, s in enumerate(out["settings"]):
+        lines += [f"### smoothing {s['smoothing']:g}, switch_gap {s['switch_gap']:g}, "
+                  f"reset_gap {s['reset_gap']:g}", "",
+                  "| problem | tuned Adam | " + " | ".join(
+                      f"`{n}` alone | +guard (÷Adam, ÷alone)" for n in names) + " |",
+                  "|---|---|" + "---|---|" * len(names)]
+        worst = {n: [0.0, 0.0] for n in names}
+        for problem in problems:
+            rows = out["problems"][problem]
+            adam = rows["adam"]["final_train_loss"]
+            cells = [problem, f"{adam:.4g}"]
+            for n in names:
+                alone, g = rows[n], rows[f"{n}+guard {i}"]
+                versus = f"{g['vs_learned']:.3f}" if alone["final_train_loss"] < adam else "-"
+                worst[n][0] = max(worst[n][0], g["vs_adam"])
+                if alone["final_train_loss"] < adam:
+                    worst[n][1] = max(worst[n][1], g["vs_learned"])
+                diverged = f" ({alone['diverged']} div.)" if alone["diverged"] else ""
+                cells += [f"{alone['final_train_loss']:.4g}{diverged}",
+                          f"{g['final_train_loss']:.4g} ({g['vs_adam']:.3f}, {versus})"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "Worst ratio to tuned Adam / to the optimizer alone where it beat Adam: "
+                  + ", ".join(f"`{n}` {w[0]:.3f} / {w[1]:.3f}" for n, w in worst.items()) + ".",
+                  ""]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     import l2o
     from baselines.evaluate import evaluate_grid
@@ -64,7 +102,13 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     learned = resolve_learned(args.optimizers or l2o.list_pretrained())
-    problems = parse_problems(args.problems) or heldout.names()
+    if args.families:
+        import tasks
+
+        problems = [f.strip() for f in args.families.split(",") if f.strip()]
+        make_family = tasks.registry.get
+    else:
+        problems, make_family = parse_problems(args.problems) or heldout.names(), heldout.family
     settings = [dict(zip(("smoothing", "switch_gap", "reset_gap"), map(float, s.split(":"))))
                 for s in args.settings.split(",")]
     for s in settings:
@@ -74,7 +118,7 @@ def main(argv=None) -> int:
     start, out = time.perf_counter(), {"settings": settings, "device": str(jax.devices()[0]),
                                        "steps": args.steps, "seeds": args.seeds, "problems": {}}
     for problem in problems:
-        family = heldout.family(problem)
+        family = make_family(problem)
 
         def run(make, grid=None, stats=None, eval_params=None):
             return evaluate_grid(make, grid, family, args.steps, args.seeds, 1, key,
@@ -115,6 +159,7 @@ def main(argv=None) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         out["seconds"] = time.perf_counter() - start
         (Path(args.out) / "guard_heldout.json").write_text(json.dumps(out, indent=1))
+        (Path(args.out) / "guard_heldout.md").write_text(markdown(out))
     print(f"done in {time.perf_counter() - start:.0f} s on {out['device']}")
     return 0
 
