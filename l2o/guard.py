@@ -9,14 +9,14 @@ the point taken is exactly the next step's training loss). The name is not optax
 
 Paired runs (``shadow=True``, the default; `l2o.guard_paired` has the rule and its
 constants). The learned optimizer and the fallback each train their own copy of the
-params on the same minibatches, in full; the guard follows the run whose running paired
-gap of (relative) loss on the shared comparison batch says it is ahead, with hysteresis,
-and copies the fallback run's point into the learned run when the learned run falls
-clearly behind or stops being finite. The fallback run is the fallback alone, so the
-followed point is never behind it for long; a learned run that stays ahead is the learned
-optimizer alone, never reset. Cost: one extra gradient and two forward passes of
-``next_loss_fn`` per step, a second copy of the params and of a gradient in the state;
-``next_loss_fn`` must be differentiable.
+params on the same minibatches, in full; the guard follows the run whose running mean of
+``next_loss_fn`` on the shared batches is lower, with hysteresis, and copies the fallback
+run's point into the learned run when the learned run falls clearly behind or stops being
+finite. The fallback run is the fallback alone, so the followed point is never behind it
+for long; a learned run that stays ahead is the learned optimizer alone, never reset; the
+point returned is always one of the two runs'. Cost: one extra gradient and two forward
+passes of ``next_loss_fn`` per step, the other run's params and gradient in the state
+(the optimizers' states: one each); ``next_loss_fn`` must be differentiable.
 
 Per-step rule (``shadow=False``; LGL2O, Prémont-Schwarz, Vítků & Feyereisl 2022, "A
 Simple Guard for Learned Optimizers", arXiv:2201.12426, our reading). At ``θ_t`` with

@@ -62,6 +62,9 @@ def paired_gap(learned_loss: jax.Array, fallback_loss: jax.Array) -> jax.Array:
     only ``b`` is not, 0 when both are equal (or both zero, or both non-finite)."""
     ok_l, ok_f = jnp.isfinite(learned_loss), jnp.isfinite(fallback_loss)
     a, b = jnp.where(ok_l, learned_loss, 0.0), jnp.where(ok_f, fallback_loss, 0.0)
+    # Divided by max(|a|, |b|) first, so that losses near the float range do not overflow.
+    top = jnp.maximum(jnp.abs(a), jnp.abs(b))
+    a, b = a / jnp.where(top > 0, top, 1.0), b / jnp.where(top > 0, top, 1.0)
     scale = jnp.abs(a) + jnp.abs(b)
     gap = jnp.where(scale > 0, (a - b) / jnp.where(scale > 0, scale, 1.0), 0.0)
     gap = jnp.where(ok_l & ~ok_f, -1.0, jnp.where(~ok_l & ok_f, 1.0, gap))
