@@ -14,9 +14,9 @@ params on the same minibatches, in full; the guard follows the run whose running
 run's point into the learned run when the learned run falls clearly behind or stops being
 finite. The fallback run is the fallback alone, so the followed point is never behind it
 for long; a learned run that stays ahead is the learned optimizer alone, never reset; the
-point returned is always one of the two runs'. Cost: one extra gradient and two forward
-passes of ``next_loss_fn`` per step, the other run's params and gradient in the state
-(the optimizers' states: one each); ``next_loss_fn`` must be differentiable.
+point returned is always one of the two runs'. Cost: two extra gradients of
+``next_loss_fn`` per step (one at each run's new point), both runs' params and gradients
+in the state (the optimizers' states: one each); ``next_loss_fn`` must be differentiable.
 
 Per-step rule (``shadow=False``; LGL2O, Prémont-Schwarz, Vítků & Feyereisl 2022, "A
 Simple Guard for Learned Optimizers", arXiv:2201.12426, our reading). At ``θ_t`` with
@@ -178,7 +178,7 @@ def guarded_update(
     ``settings`` holds the paired runs' ``smoothing``, ``switch_gap`` and ``reset_gap``
     (defaults of `loss_guarded` where missing); other arguments as in `per_step_update`.
     """
-    if state.other_params is None:
+    if state.fallback_params is None:
         return per_step_update(learned_update, fallback_update, grads, state, params, value,
                                next_loss_fn)
     settings = {**DEFAULT_SETTINGS, **(settings or {})}

@@ -3,19 +3,18 @@
 Two whole runs share the minibatches of the training loop: the *learned run* (the learned
 optimizer from its own point ``θ^L``) and the *fallback run* (the fallback from ``θ^F``,
 nothing else: the fallback alone). The guard returns updates that move the caller's params
-to the point of the run it follows, so the gradient the caller passes is that run's; the
-other run's point and gradient are kept in the state. Step ``t`` (batch ``t``, comparison
+to the point of the run it follows, so the gradient the caller passes is that run's; both
+runs' points and gradients are kept in the state. Step ``t`` (batch ``t``, comparison
 batch ``t + 1`` of ``next_loss_fn = L``)::
 
     θ^L ← θ^L + u_learned(g^L)      θ^F ← θ^F + u_fallback(g^F)        # both runs step
-    ℓ^L = L(θ^L)    ℓ^F = L(θ^F)                                      # same batch: paired
+    (ℓ^L, g^L) = (L, ∇L)(θ^L)    (ℓ^F, g^F) = (L, ∇L)(θ^F)          # same batch: paired
     m^L ← s·m^L + (1 - s)·ℓ^L      m^F ← s·m^F + (1 - s)·ℓ^F         # running means, s = smoothing
     D_t = (m^L - m^F) / (|m^L| + |m^F|)                               # running gap, in [-1, 1]
     if D_t > reset_gap (learned run clearly behind) or ℓ^L, θ^L not finite:
         θ^L ← θ^F, m^L ← the value that makes D_t = reset_gap         # copy, learned state kept
     follow the learned run  iff  D_t < -switch_gap, or D_t <= switch_gap while following it
     (never a non-finite run while the other is finite; after a copy, the fallback run)
-    g^other = ∇L(θ^other)                                             # for its next step
 
 ``D`` compares running *means* of the losses (both start at 0; the common bias cancels in
 the ratio), as the full-split loss the run is judged by is a mean: a running mean of
@@ -28,11 +27,16 @@ the restarted learned run is followed again only once it has led on several batc
 after one lucky step from the fallback's point.
 
 Consequences. The fallback run is never touched: its points are those of the fallback
-alone on the same batches (up to one rounding of ``θ + (θ^F - θ)`` after the guard
-switches to it from the learned run). A learned run that stays ahead is never reset and
-is followed: it is the learned optimizer alone. The point returned is always that of one
-of the two runs. Cost per step beyond the two optimizer updates: two forward passes of
-``next_loss_fn`` and one gradient; state: the other run's params and gradient.
+alone on the same batches: both runs' points, gradients and losses are kept in the state,
+and the caller's gradient is used for a run only when the caller's params are exactly that
+run's point (a switch moves them by ``θ - params``, which may round: then the run takes
+the gradient the guard computed at its own point). A learned run that stays ahead is never
+reset and is followed: it is the learned optimizer alone. The point returned is always
+that of one of the two runs. Cost per step beyond the two optimizer updates: two
+gradients of ``next_loss_fn`` (values included); state: both runs' params and gradients
+(four copies of the params). Measured first with one-rounding switches instead, the
+fallback run drifted from the fallback alone after the switches and ended 1.3% above it
+on a tanh regression (``docs/guard.md``).
 """
 
 from __future__ import annotations
@@ -71,6 +75,12 @@ def paired_gap(learned_loss: jax.Array, fallback_loss: jax.Array) -> jax.Array:
     return jnp.where(~ok_l & ~ok_f, 0.0, gap).astype(jnp.float32)
 
 
+def all_equal(a: Params, b: Params) -> jax.Array:
+    """Whether two pytrees of the same structure are equal entry for entry (bool scalar)."""
+    leaves = [jnp.all(x == y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
 def _pick(flag: jax.Array, a: Params, b: Params) -> Params:
     return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
 
@@ -103,8 +113,11 @@ def paired_update(
     Args:
       learned_update, fallback_update: ``(grads, inner_state, params, value) -> (updates,
         inner_state)`` of each optimizer, other extra arguments already bound.
-      grads: gradient at ``params``, the point of the run followed (``state.used_learned``).
-      state: a paired-runs `GuardState` (``other_params`` set).
+      grads: gradient at ``params``. It is the followed run's gradient when ``params`` is
+        exactly that run's point (always on the first step); otherwise (after a switch,
+        ``params + (θ - params)`` may differ from ``θ`` by a rounding) the gradient the
+        guard took at the run's own point is used, so each run stays its optimizer alone.
+      state: a paired-runs `GuardState` (``fallback_params`` set).
       params: the caller's current point.
       value: the loss at ``params`` on this step's batch, or None.
       next_loss_fn: ``params -> scalar`` loss on the next step's minibatch.
@@ -115,26 +128,27 @@ def paired_update(
       ``(updates, state)``: updates move ``params`` to the point of the run followed next.
       Jittable and vmappable (choices are ``jnp.where``).
     """
-    first = (state.num_learned + state.num_fallback) == 0  # both runs at the same point
-    on_learned = state.used_learned
-    other_grads = _pick(first, grads, state.other_grads)
-    other_value = None
-    if value is not None:
-        value = jnp.asarray(value, jnp.float32)
-        other_loss = jnp.where(on_learned, state.fallback_loss, state.learned_loss)
-        other_value = jnp.where(first, value, other_loss)
-    learned_params = _pick(on_learned, params, state.other_params)
-    fallback_params = _pick(on_learned, state.other_params, params)
-    learned_updates, learned_state = learned_update(
-        _pick(on_learned, grads, other_grads), state.learned_state, learned_params,
-        None if value is None else jnp.where(on_learned, value, other_value))
+    first = (state.num_learned + state.num_fallback) == 0  # both runs at params
+
+    def own(at_run, run_params, run_grads, run_loss):
+        at_run = first | (at_run & all_equal(params, run_params))
+        g = _pick(at_run, grads, run_grads)
+        v = None if value is None else jnp.where(at_run, jnp.asarray(value, jnp.float32),
+                                                 run_loss)
+        return g, v
+
+    learned_params, fallback_params = state.learned_params, state.fallback_params
+    g_l, v_l = own(state.used_learned, learned_params, state.learned_grads, state.learned_loss)
+    g_f, v_f = own(~state.used_learned, fallback_params, state.fallback_grads,
+                   state.fallback_loss)
+    learned_updates, learned_state = learned_update(g_l, state.learned_state, learned_params, v_l)
     fallback_updates, fallback_state = fallback_update(
-        _pick(on_learned, other_grads, grads), state.fallback_state, fallback_params,
-        None if value is None else jnp.where(on_learned, other_value, value))
+        g_f, state.fallback_state, fallback_params, v_f)
     new_learned = optax.apply_updates(learned_params, learned_updates)
     new_fallback = optax.apply_updates(fallback_params, fallback_updates)
-    learned_loss = scalar_loss(next_loss_fn, new_learned)
-    fallback_loss = scalar_loss(next_loss_fn, new_fallback)
+    loss_and_grad = jax.value_and_grad(lambda p: scalar_loss(next_loss_fn, p))
+    learned_loss, learned_grads = loss_and_grad(new_learned)
+    fallback_loss, fallback_grads = loss_and_grad(new_fallback)
     learned_ok = jnp.isfinite(learned_loss) & all_finite(new_learned)
     fallback_ok = jnp.isfinite(fallback_loss) & all_finite(new_fallback)
     learned_loss = jnp.where(learned_ok, learned_loss, jnp.inf)
@@ -145,25 +159,23 @@ def paired_update(
     running_gap = paired_gap(learned_mean, fallback_mean)
     reset = fallback_ok & (~learned_ok | (running_gap > reset_gap))
     new_learned = _pick(reset, new_fallback, new_learned)
+    learned_grads = _pick(reset, fallback_grads, learned_grads)
     learned_loss = jnp.where(reset, fallback_loss, learned_loss)
     learned_ok = learned_ok | reset
     # m^L with (m^L - m^F) / (|m^L| + |m^F|) = reset_gap (m^F finite, as reset needs it).
     restart = fallback_mean + 2.0 * reset_gap / (1.0 - reset_gap) * jnp.abs(fallback_mean)
     learned_mean = jnp.where(reset, restart, learned_mean)
     running_gap = jnp.where(reset, paired_gap(learned_mean, fallback_mean), running_gap)
-    follow_learned = jnp.where(on_learned, running_gap <= switch_gap, running_gap < -switch_gap)
+    follow_learned = jnp.where(state.used_learned, running_gap <= switch_gap,
+                               running_gap < -switch_gap)
     follow_learned = (follow_learned & ~reset & learned_ok) | (learned_ok & ~fallback_ok)
 
-    target = _pick(follow_learned, new_learned, new_fallback)
-    run_params = _pick(follow_learned, learned_params, fallback_params)
-    run_updates = _pick(follow_learned, learned_updates, fallback_updates)
-    # After a copy the learned run sits on the fallback run's point, not its own update.
-    run_updates = _pick(follow_learned & reset, fallback_updates, run_updates)
-    run_params = _pick(follow_learned & reset, fallback_params, run_params)
-    updates = _move(params, run_params, run_updates, target)
-
-    other = _pick(follow_learned, new_fallback, new_learned)
-    _, new_other_grads = jax.value_and_grad(lambda p: scalar_loss(next_loss_fn, p))(other)
+    # Updates to the followed run's new point: its own update where the caller is at its
+    # old point (exact; after a copy the learned run's old point is the fallback run's).
+    from_fallback = ~follow_learned | reset
+    updates = _move(params, _pick(from_fallback, fallback_params, learned_params),
+                    _pick(from_fallback, fallback_updates, learned_updates),
+                    _pick(follow_learned, new_learned, new_fallback))
     taken = follow_learned.astype(jnp.int32)
     new_state = GuardState(
         learned_state=learned_state,
@@ -173,8 +185,10 @@ def paired_update(
         used_learned=follow_learned,
         learned_loss=learned_loss,
         fallback_loss=fallback_loss,
-        other_params=other,
-        other_grads=new_other_grads,
+        learned_params=new_learned,
+        fallback_params=new_fallback,
+        learned_grads=learned_grads,
+        fallback_grads=fallback_grads,
         num_resets=state.num_resets + reset.astype(jnp.int32),
         reset=reset,
         running_gap=jnp.asarray(running_gap, jnp.float32),

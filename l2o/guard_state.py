@@ -25,10 +25,10 @@ class GuardState(NamedTuple):
         (paired runs: at the learned run's point after a copy, if any; inf before any).
       fallback_loss: float32 scalar, ``next_loss_fn`` at the fallback point of the last
         step (paired runs: the fallback run's; inf before any).
-      other_params: paired runs only (else None): the parameters of the run not followed
-        (the followed run's are the ``params`` the guard returns updates for).
-      other_grads: paired runs only: the gradient of ``next_loss_fn`` at ``other_params``,
-        the gradient that run takes its next step with.
+      learned_params, fallback_params: paired runs only (else None): each run's point
+        (the caller's params are the followed run's, up to one rounding after a switch).
+      learned_grads, fallback_grads: paired runs only: the gradient of ``next_loss_fn`` at
+        each run's point, the gradient it steps with when the caller's is not its own.
       num_resets: int32 scalar, steps on which the fallback run's point was copied into
         the learned run (paired runs only).
       reset: bool scalar, whether the last step made such a copy.
@@ -45,8 +45,10 @@ class GuardState(NamedTuple):
     used_learned: jax.Array
     learned_loss: jax.Array
     fallback_loss: jax.Array
-    other_params: Any = None
-    other_grads: Any = None
+    learned_params: Any = None
+    fallback_params: Any = None
+    learned_grads: Any = None
+    fallback_grads: Any = None
     num_resets: jax.Array | int = 0
     reset: jax.Array | bool = False
     running_gap: jax.Array | float = 0.0
@@ -65,10 +67,10 @@ def init_guard_state(
     inf = jnp.asarray(jnp.inf, jnp.float32)
     zero = jnp.zeros((), jnp.int32)
     no = jnp.asarray(False)
-    other_grads = None if params is None else jax.tree.map(jnp.zeros_like, params)
+    zeros = None if params is None else jax.tree.map(jnp.zeros_like, params)
     zero_f = jnp.zeros((), jnp.float32)
     return GuardState(learned_state, fallback_state, zero, zero, no, inf, inf,
-                      params, other_grads, zero, no, zero_f, zero_f, zero_f)
+                      params, params, zeros, zeros, zero, no, zero_f, zero_f, zero_f)
 
 
 def _find_guard_state(state: Any) -> GuardState:

@@ -98,19 +98,18 @@ def test_learned_run_that_diverges_late_ends_at_the_fallback_run():
 def test_running_means_not_per_batch_ratios_decide():
     """A learned run with most batch losses far below the fallback's and a few far above
     is behind in the mean: losses (0.001, 1) vs (0.1, 0.1) alternating, s = 0.5."""
-    learned = iter([0.001, 1.0] * 4)
-    fallback_losses = iter([0.1] * 8)
-
-    def next_loss_fn(p):  # the learned run is at x = 0, the fallback run at x = 1
-        return jnp.where(p["x"] == 0.0, next(learned), next(fallback_losses))
+    def next_loss_fn(step):  # the learned run stays at x = 0, the fallback run moves to 1
+        learned_loss = (0.001, 1.0)[step]
+        return lambda p: jnp.where(p["x"] == 0.0, learned_loss, 0.1)
 
     tx = loss_guarded(optax.stateless(lambda u, p: jax.tree.map(jnp.zeros_like, u)),
                       optax.stateless(lambda u, p: jax.tree.map(jnp.ones_like, u)),
                       smoothing=0.5, reset_gap=0.99)
     params = {"x": jnp.float32(0.0)}
     state = tx.init(params)
-    for _ in range(2):
-        _, state = tx.update({"x": jnp.float32(0.0)}, state, params, next_loss_fn=next_loss_fn)
+    for step in range(2):
+        _, state = tx.update({"x": jnp.float32(0.0)}, state, params,
+                             next_loss_fn=next_loss_fn(step))
     # means 0.5(0.5 * 0.001) + 0.5 = 0.50025 vs 0.075: the fallback run is ahead, although
     # the learned run was 100x lower on one of the two batches and 10x higher on the other.
     assert float(state.learned_mean) == pytest.approx(0.50025)
@@ -151,19 +150,22 @@ def test_hand_checked_step_follows_the_run_ahead_and_keeps_the_other():
     assert float(state.running_gap) == pytest.approx(-0.105 / 0.145, rel=1e-6)
     assert float(state.learned_mean) == pytest.approx(0.01)
     assert float(state.fallback_mean) == pytest.approx(0.0625)
-    assert float(state.other_params["x"]) == 0.5 and float(state.other_grads["x"]) == 0.5
+    assert float(state.fallback_params["x"]) == 0.5 and float(state.fallback_grads["x"]) == 0.5
+    assert float(state.learned_params["x"]) == pytest.approx(0.2)
+    assert float(state.learned_grads["x"]) == pytest.approx(0.2)
     assert float(state.learned_loss) == pytest.approx(0.02) and float(state.fallback_loss) == 0.125
     # Step 2, from the learned run at 0.2 (gradient given: 0.2) and the fallback run at 0.5
     # (gradient kept: 0.5): learned 0.04 (loss 0.0008), fallback 0.25 (loss 0.03125).
     x, state = scalar_steps(0.8, 2, smoothing=0.5)
-    assert x == pytest.approx(0.04) and float(state.other_params["x"]) == 0.25
+    assert x == pytest.approx(0.04) and float(state.fallback_params["x"]) == 0.25
     assert int(state.num_learned) == 2
 
 
 def test_hand_checked_reset_copies_the_fallback_run_into_the_learned_run():
     # Learned x = 1 - 2.5 = -1.5 (loss 1.125), fallback 0.5 (0.125): D = 0.8 > 0.1.
     x, state = scalar_steps(2.5, 1, smoothing=0.5)
-    assert x == 0.5 and float(state.other_params["x"]) == 0.5  # both runs at 0.5
+    assert x == 0.5 and float(state.learned_params["x"]) == 0.5  # both runs at 0.5
+    assert float(state.learned_grads["x"]) == 0.5
     assert bool(state.reset) and not bool(state.used_learned)
     assert int(state.num_resets) == 1
     assert float(state.running_gap) == pytest.approx(0.1)  # restarts at reset_gap
@@ -171,7 +173,7 @@ def test_hand_checked_reset_copies_the_fallback_run_into_the_learned_run():
     assert float(state.learned_loss) == float(state.fallback_loss) == 0.125
     # Without resets (reset_gap 1) the learned run keeps its own point.
     x, state = scalar_steps(2.5, 1, smoothing=0.5, reset_gap=0.99)
-    assert x == 0.5 and float(state.other_params["x"]) == -1.5 and int(state.num_resets) == 0
+    assert x == 0.5 and float(state.learned_params["x"]) == -1.5 and int(state.num_resets) == 0
 
 
 def test_hysteresis_keeps_the_run_followed_within_switch_gap():
@@ -200,7 +202,7 @@ def test_non_finite_runs_are_never_followed():
     updates, state = tx.update(grads, tx.init(params), params, next_loss_fn=loss_fn)
     assert not bool(state.used_learned) and bool(state.reset)
     np.testing.assert_allclose(updates["x"], -0.1 * grads["x"], rtol=1e-6)
-    np.testing.assert_allclose(state.other_params["x"], params["x"] - 0.1 * grads["x"])
+    np.testing.assert_allclose(state.learned_params["x"], params["x"] - 0.1 * grads["x"])
     # Finite params with a non-finite loss count as non-finite too.
     inf_at_learned = lambda p: jnp.where(p["x"][0] < 0, jnp.inf, jnp.sum(p["x"]))  # noqa: E731
     tx = loss_guarded(optax.sgd(10.0), optax.sgd(0.1))
