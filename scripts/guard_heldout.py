@@ -40,7 +40,7 @@ def parse_args(argv=None):
     parser.add_argument("--families", default=None,
                         help="comma-separated registry task families to run instead of the "
                         "held-out problems (one task each), e.g. to choose --settings off the suite")
-    parser.add_argument("--settings", default="0.9:0.0025:0.1",
+    parser.add_argument("--settings", default="0.9:0.0025:0.3",
                         help="comma-separated smoothing:switch_gap:reset_gap (default %(default)s)")
     parser.add_argument("--steps", type=int, default=suite.DEFAULT_STEPS)
     parser.add_argument("--seeds", type=int, default=suite.DEFAULT_SEEDS)

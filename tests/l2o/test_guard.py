@@ -250,7 +250,8 @@ def test_value_and_extra_args_reach_both_inner_optimizers():
     # Paired runs, second step: each run gets the loss at its own point (the fallback run,
     # followed, the caller's value; the learned run its comparison loss of the last step).
     state = tx.init(params)
-    _, state = tx.update(params, state, params, value=2.5, next_loss_fn=next_loss_fn)
+    updates, state = tx.update(params, state, params, value=2.5, next_loss_fn=next_loss_fn)
+    params = optax.apply_updates(params, updates)  # the fallback run's point
     seen["learned"].clear(), seen["fallback"].clear()
     tx.update(params, state, params, value=1.5, next_loss_fn=next_loss_fn)
     assert not bool(state.used_learned)

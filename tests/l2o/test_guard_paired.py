@@ -36,9 +36,9 @@ def test_learned_never_ahead_follows_the_fallback_alone_bit_for_bit(rule):
     assert leaves_equal(state.fallback_state, alone_state)
     stats = guard_stats(state)
     assert (int(stats["num_learned"]), int(stats["num_fallback"])) == (0, 6)
-    # Both fall clearly behind at every step: the learned run restarts from the fallback
-    # run's point each time.
-    assert int(stats["num_resets"]) == 6
+    # NaN restarts the learned run from the fallback run's point at every step; gradient
+    # ascent falls clearly behind at least once in 6 steps.
+    assert int(stats["num_resets"]) == 6 if rule is nan_producing else int(stats["num_resets"]) >= 1
 
 
 def test_learned_always_ahead_is_the_learned_optimizer_alone_bit_for_bit():
@@ -162,14 +162,14 @@ def test_hand_checked_step_follows_the_run_ahead_and_keeps_the_other():
 
 
 def test_hand_checked_reset_copies_the_fallback_run_into_the_learned_run():
-    # Learned x = 1 - 2.5 = -1.5 (loss 1.125), fallback 0.5 (0.125): D = 0.8 > 0.1.
+    # Learned x = 1 - 2.5 = -1.5 (loss 1.125), fallback 0.5 (0.125): D = 0.8 > 0.3.
     x, state = scalar_steps(2.5, 1, smoothing=0.5)
     assert x == 0.5 and float(state.learned_params["x"]) == 0.5  # both runs at 0.5
     assert float(state.learned_grads["x"]) == 0.5
     assert bool(state.reset) and not bool(state.used_learned)
     assert int(state.num_resets) == 1
-    assert float(state.running_gap) == pytest.approx(0.1)  # restarts at reset_gap
-    assert float(state.learned_mean) == pytest.approx(0.0625 * 1.1 / 0.9)
+    assert float(state.running_gap) == pytest.approx(0.3)  # restarts at reset_gap
+    assert float(state.learned_mean) == pytest.approx(0.0625 * 1.3 / 0.7)
     assert float(state.learned_loss) == float(state.fallback_loss) == 0.125
     # Without resets (reset_gap 1) the learned run keeps its own point.
     x, state = scalar_steps(2.5, 1, smoothing=0.5, reset_gap=0.99)
