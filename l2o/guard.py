@@ -73,7 +73,7 @@ from l2o.guard_state import GuardState, guard_stats, init_guard_state  # noqa: F
 
 Params = Any
 # Constants of the paired runs (`l2o.guard_paired`); measured choice: docs/guard.md.
-DEFAULT_SETTINGS: dict[str, float] = {"smoothing": 0.9, "switch_gap": 0.0025, "reset_gap": 0.3}
+DEFAULT_SETTINGS: dict[str, float] = {"smoothing": 0.97, "switch_gap": 0.0025, "reset_gap": 0.1}
 
 
 def resolve_next_loss_fn(next_loss_fn: Any, value_fn: Any, caller: str) -> Any:

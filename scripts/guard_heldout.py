@@ -40,7 +40,7 @@ def parse_args(argv=None):
     parser.add_argument("--families", default=None,
                         help="comma-separated registry task families to run instead of the "
                         "held-out problems (one task each), e.g. to choose --settings off the suite")
-    parser.add_argument("--settings", default="0.9:0.0025:0.3",
+    parser.add_argument("--settings", default="0.97:0.0025:0.1",
                         help="comma-separated smoothing:switch_gap:reset_gap (default %(default)s)")
     parser.add_argument("--steps", type=int, default=suite.DEFAULT_STEPS)
     parser.add_argument("--seeds", type=int, default=suite.DEFAULT_SEEDS)
@@ -87,7 +87,8 @@ def markdown(out: dict) -> str:
                           f"{g['final_train_loss']:.4g} ({g['vs_adam']:.3f}, {versus})"]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "Worst ratio to tuned Adam / to the optimizer alone where it beat Adam: "
-                  + ", ".join(f"`{n}` {w[0]:.3f} / {w[1]:.3f}" for n, w in worst.items()) + ".",
+                  + ", ".join(f"`{n}` {w[0]:.3f} / " + (f"{w[1]:.3f}" if w[1] else "-")
+                              for n, w in worst.items()) + ".",
                   ""]
     return "\n".join(lines)
 

@@ -163,7 +163,7 @@ def test_hand_checked_step_follows_the_run_ahead_and_keeps_the_other():
 
 def test_hand_checked_reset_copies_the_fallback_run_into_the_learned_run():
     # Learned x = 1 - 2.5 = -1.5 (loss 1.125), fallback 0.5 (0.125): D = 0.8 > 0.3.
-    x, state = scalar_steps(2.5, 1, smoothing=0.5)
+    x, state = scalar_steps(2.5, 1, smoothing=0.5, reset_gap=0.3)
     assert x == 0.5 and float(state.learned_params["x"]) == 0.5  # both runs at 0.5
     assert float(state.learned_grads["x"]) == 0.5
     assert bool(state.reset) and not bool(state.used_learned)
