@@ -5,8 +5,9 @@ donated, on random data (batch 128 by default) for two models: the MLP 784-1024-
 (1.86M parameters) and a small conv net (28x28x1, two convs + dense). Optimizers: Adam,
 Lion, Lookahead(Adam), the MLP and LSTM learned optimizers at fresh meta-parameters, and
 both guarded by Adam with the paper's per-step rule (`l2o.guard`, ``shadow=False``: two
-extra forward passes per step on the next minibatch) and with the default shadow run
-(``shadowguarded_*``: one more forward + backward and a second Adam update). Timing:
+extra forward passes per step on the next minibatch) and with the default paired runs
+(``shadowguarded_*``: the fallback run beside the learned one, one more forward +
+backward per step and the same two optimizer updates). Timing:
 `benchmarks.common.time_interleaved` (warm-up, rotated order, median over repeats of
 blocks ending in ``block_until_ready``).
 
@@ -69,7 +70,7 @@ def make_transform(name: str, key: jax.Array) -> optax.GradientTransformationExt
 
     Learned optimizers use fresh meta-parameters from ``key`` (the step cost does not
     depend on their values); guards use ``optax.adam(1e-3)`` as fallback, ``guarded_*``
-    without and ``shadowguarded_*`` with the shadow run.
+    with the per-step rule and ``shadowguarded_*`` with the paired runs.
     """
     if name == "adam":
         return baseline_optimizers.adam(1e-3)

@@ -1,70 +1,50 @@
-"""Loss-guarded learned optimizer (LGL2O, Prémont-Schwarz, Vítků & Feyereisl 2022).
+"""Loss-guarded learned optimizer: a learned rule that ends no worse than its fallback.
 
-Rule (our reading of "A Simple Guard for Learned Optimizers", arXiv:2201.12426). At the
-current point ``θ_t`` with gradient ``g_t`` (one gradient per step, nothing extra):
+Two rules, both taking the gradient the training loop computes at its current point and
+``next_loss_fn = L``, the loss on the *next* step's minibatch (so the comparison loss of
+the point taken is exactly the next step's training loss). The name is not optax's
+``value_fn``: optax's line searches read that as the loss of the *current* batch.
+``value_fn=`` is still accepted for ``next_loss_fn``, with a DeprecationWarning, when
+``next_loss_fn`` is not given.
+
+Paired runs (``shadow=True``, the default; `l2o.guard_paired` has the rule and its
+constants). The learned optimizer and the fallback each train their own copy of the
+params on the same minibatches, in full; the guard follows the run whose running mean of
+``next_loss_fn`` on the shared batches is lower, with hysteresis, and copies the fallback
+run's point into the learned run when the learned run falls clearly behind or stops being
+finite. The fallback run is the fallback alone, so the followed point is never behind it
+for long; a learned run that stays ahead is the learned optimizer alone, never reset; the
+point returned is always one of the two runs'. Cost: two extra gradients of
+``next_loss_fn`` per step (one at each run's new point), both runs' params and gradients
+in the state (the optimizers' states: one each); ``next_loss_fn`` must be differentiable.
+
+Per-step rule (``shadow=False``; LGL2O, Prémont-Schwarz, Vítků & Feyereisl 2022, "A
+Simple Guard for Learned Optimizers", arXiv:2201.12426, our reading). At ``θ_t`` with
+gradient ``g_t``::
 
     θ_L = θ_t + u_learned(g_t)          θ_F = θ_t + u_fallback(g_t)
     θ_{t+1} = θ_L   if  L(θ_L) <= L(θ_F)   else   θ_F
 
-where ``L = next_loss_fn`` is the loss on one minibatch shared by both candidates — the
-*next* step's minibatch, so the loss of the chosen candidate is exactly the next step's
-training loss. (The name is not optax's ``value_fn``: optax's line searches read that as
-the loss of the *current* batch. ``value_fn=`` is still accepted for ``next_loss_fn``,
-with a DeprecationWarning, when ``next_loss_fn`` is not given.) Cost: two extra forward passes per step, no extra gradient (unlike
-Heaton et al.'s GL2O). Ties go to the learned rule. The learned candidate is rejected
-when its update or its loss is non-finite; it is taken when it is finite and the
-fallback's loss is not. A non-finite coordinate left in the chosen update is set to 0.
+Cost: two extra forward passes per step, no extra gradient (unlike Heaton et al.'s GL2O).
+Ties go to the learned rule. The learned candidate is rejected when its update or its loss
+is non-finite; it is taken when it is finite and the fallback's loss is not. A non-finite
+coordinate left in the chosen update is set to 0. Both optimizers advance every step from
+the gradient at ``θ_t``, whichever candidate wins; neither state is rewound or reset.
 
-Optimizer states. Both optimizers advance every step from the gradient at the true point
-``θ_t``, whichever candidate wins: the learned optimizer's state (momenta, LSTM memory,
-step counter) follows the trajectory actually taken, and the fallback's moments (Adam's
-m, v) are averages of true gradients, so they stay valid when it takes over. Neither
-state is rewound or reset.
-
-Guarantee. Let ``f`` be μ-strongly convex and L-smooth, the fallback GD
-``optax.sgd(α)`` with ``0 < α <= 1/L``, and ``next_loss_fn = f``. The descent lemma gives
-``f(θ_F) <= f(θ_t) - α/2 ||∇f(θ_t)||²``, and the guard gives ``f(θ_{t+1}) <= f(θ_F)``,
-so ``f(θ_{t+1}) - f* <= (1 - αμ)(f(θ_t) - f*)``: the loss never increases and converges
-linearly whatever the learned rule proposes (NaN included). With SGD and a minibatch
-``next_loss_fn`` the same argument bounds, in expectation over that minibatch, its loss at
-the chosen point by the fallback candidate's expected loss. Deviation from the paper's
-stochastic setting: the comparison uses one minibatch, not the expected loss, and that
-minibatch is also the next gradient's; the bound is on that minibatch loss (the training
-loss the loop sees), which is biased low relative to the population loss at ``θ_{t+1}``.
-The same noise lets a harmful rule win some comparisons; the shadow run below bounds the
-whole run instead (measurements: ``docs/guard.md``). Other fallbacks (Adam, Lion) keep the
-per-step property "never worse than the fallback candidate on the comparison batch" but
-have no convergence theorem.
-
-Shadow trajectory (our addition, ``shadow=True``, the default). The rule above bounds
-each step against the fallback's step *from the same point*; it does not bound the whole
-run against the fallback run alone: a learned rule can win the one-step comparisons and
-still lead somewhere the fallback makes slow progress from (``docs/guard.md`` has a
-measured case). With ``shadow=True`` the guard also runs the fallback alone on its own
-copy of the parameters ``θ^S`` and resets to it when the guarded point falls behind::
-
-    (ℓ_S, g_S) = value_and_grad(L)(θ^S_t)           # the shadow's step, on the same batch
-    θ^S_{t+1} = θ^S_t + u_fallback(g_S)             # (fallback state of the shadow)
-    d_t = L(θ_{t+1}) - ℓ_S                          # > 0: the guarded point is behind
-    D_t = s·D_{t-1} + (1 - s)·d_t                   # running gap, s = ``smoothing``
-    if d_t > 0 and D_t > 0 (or L(θ_{t+1}) is not finite):
-        θ_{t+1} = θ^S_{t+1}, fallback state = the shadow's, D_t = 0
-
-``ℓ_S`` is the shadow's loss *before* its step (the test is lenient by one step) and both
-losses are unbiased estimates, as the shadow's params never saw that batch. With
-``smoothing=0`` the guarded point is never behind the fallback-alone run by more than one
-step on the comparison batch. Minibatch noise then triggers resets even when the learned
-run is ahead on average, so by default (``smoothing=0.5``) a reset also needs the running
-gap to be positive: a guarded run that was clearly ahead over the last few batches may
-trail on one noisy batch. Cost: one extra gradient of ``next_loss_fn`` per step and a
-second copy of the parameters and fallback state; ``next_loss_fn`` must be differentiable.
-
-``shadow=False`` is the paper's rule alone. `GuardedOptimizer` (`l2o.guarded`) is the
-same guard as a `LearnedOptimizer`, for meta-training with the guard in the loop.
+Guarantee of the per-step rule. Let ``f`` be μ-strongly convex and L-smooth, the fallback
+GD ``optax.sgd(α)`` with ``0 < α <= 1/L``, and ``next_loss_fn = f``. The descent lemma
+gives ``f(θ_F) <= f(θ_t) - α/2 ||∇f(θ_t)||²``, and the guard gives ``f(θ_{t+1}) <=
+f(θ_F)``, so ``f(θ_{t+1}) - f* <= (1 - αμ)(f(θ_t) - f*)``: the loss never increases and
+converges linearly whatever the learned rule proposes (NaN included). With a minibatch
+``next_loss_fn`` the bound is on that minibatch's loss (the training loss the loop sees),
+which is biased low relative to the population loss at ``θ_{t+1}``; the same noise lets a
+harmful rule win some comparisons, and a rule can win every one-step comparison and still
+lead where the fallback is slow (measurements: ``docs/guard.md``). The paired runs bound
+the whole run against the fallback run instead.
 
 Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
 
-    tx = loss_guarded(learned_tx, optax.sgd(0.1))
+    tx = loss_guarded(learned_tx, optax.adam(1e-3))
     state = tx.init(params)
     for t in range(num_steps):
         loss, grads = jax.value_and_grad(loss_fn)(params, keys[t])
@@ -73,6 +53,9 @@ Training loop (``loss_fn(params, key)`` draws the minibatch of ``key``)::
             next_loss_fn=lambda p: loss_fn(p, keys[t + 1]))
         params = optax.apply_updates(params, updates)
     guard_stats(state)["learned_fraction"], guard_stats(state)["num_resets"]
+
+`GuardedOptimizer` (`l2o.guarded`) is the same guard as a `LearnedOptimizer`, for
+meta-training with the guard in the loop.
 """
 
 from __future__ import annotations
@@ -85,10 +68,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from l2o.guard_paired import RunUpdate, all_finite, paired_update
 from l2o.guard_state import GuardState, guard_stats, init_guard_state  # noqa: F401
 
 Params = Any
-UpdateFn = Callable[[Params, Any, Params], tuple[Params, Any]]
+# Constants of the paired runs (`l2o.guard_paired`); measured choice: docs/guard.md.
+DEFAULT_SETTINGS: dict[str, float] = {"smoothing": 0.97, "switch_gap": 0.0025, "reset_gap": 0.1}
 
 
 def resolve_next_loss_fn(next_loss_fn: Any, value_fn: Any, caller: str) -> Any:
@@ -128,45 +113,37 @@ def _scalar_loss(loss_fn: Callable[[Params], jax.Array], params: Params) -> jax.
     return loss.astype(jnp.float32)
 
 
-def _all_finite(tree: Params) -> jax.Array:
-    leaves = jax.tree.leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
-
-
-def guarded_update(
-    learned_update: UpdateFn,
-    fallback_update: UpdateFn,
+def per_step_update(
+    learned_update: RunUpdate,
+    fallback_update: RunUpdate,
     grads: Params,
     state: GuardState,
     params: Params,
+    value: jax.Array | None,
     next_loss_fn: Callable[[Params], jax.Array],
-    smoothing: float = 0.5,
 ) -> tuple[Params, GuardState]:
-    """One LGL2O step (plus the shadow check), shared by `loss_guarded` and `GuardedOptimizer`.
+    """One step of the per-step rule (module doc), shared by both forms of the guard.
 
     Args:
-      learned_update, fallback_update: ``(grads, inner_state, params) -> (updates,
-        inner_state)`` for each optimizer (extra arguments already bound);
-        ``fallback_update`` also takes an optional fourth argument, the loss at the point
-        it is called at (the shadow run's), replacing the bound current loss.
+      learned_update, fallback_update: ``(grads, inner_state, params, value) -> (updates,
+        inner_state)`` for each optimizer (other extra arguments already bound).
       grads: gradient at ``params`` (pytree like ``params``).
-      state: a `GuardState`.
+      state: a `GuardState` without paired runs.
       params: the current point ``θ_t``.
+      value: the loss at ``params``, or None; passed to both optimizers.
       next_loss_fn: ``params -> scalar`` loss on the comparison (next) minibatch.
-      smoothing: decay of the running gap a reset to the shadow also needs (module doc).
 
     Returns:
-      ``(updates, state)``: ``updates = u_L`` if the learned candidate wins, else
-      ``u_F``, or ``θ^S_{t+1} - θ_t`` on a reset to the shadow (pytree like ``params``,
-      in its dtypes, non-finite entries set to 0); inner states advanced, counters and
-      last losses recorded. Jittable and vmappable (choices are ``jnp.where``, no Python
-      branching on values).
+      ``(updates, state)``: ``updates = u_L`` if the learned candidate wins, else ``u_F``
+      (in the dtypes of ``params``, non-finite entries set to 0); inner states advanced,
+      counters and last losses recorded. Jittable and vmappable.
     """
-    learned_updates, learned_state = learned_update(grads, state.learned_state, params)
-    fallback_updates, fallback_state = fallback_update(grads, state.fallback_state, params)
+    learned_updates, learned_state = learned_update(grads, state.learned_state, params, value)
+    fallback_updates, fallback_state = fallback_update(
+        grads, state.fallback_state, params, value)
     learned_loss = _scalar_loss(next_loss_fn, optax.apply_updates(params, learned_updates))
     fallback_loss = _scalar_loss(next_loss_fn, optax.apply_updates(params, fallback_updates))
-    learned_ok = jnp.isfinite(learned_loss) & _all_finite(learned_updates)
+    learned_ok = jnp.isfinite(learned_loss) & all_finite(learned_updates)
     # `not (L_L > L_F)` is also true when L_F is NaN: a finite learned loss beats it.
     use_learned = learned_ok & ~(learned_loss > fallback_loss)
 
@@ -175,56 +152,67 @@ def guarded_update(
         return jnp.nan_to_num(chosen, nan=0.0, posinf=0.0, neginf=0.0).astype(p.dtype)
 
     updates = jax.tree.map(select, params, learned_updates, fallback_updates)
-    chosen_loss = jnp.where(use_learned, learned_loss, fallback_loss)
-    reset = jnp.asarray(False)
-    shadow_params, shadow_state, shadow_loss = None, None, state.shadow_loss
-    running_gap = jnp.zeros((), jnp.float32)
-    if state.shadow_params is not None:
-        shadow_loss, shadow_grads = jax.value_and_grad(
-            lambda p: _scalar_loss(next_loss_fn, p))(state.shadow_params)
-        shadow_updates, shadow_state = fallback_update(
-            shadow_grads, state.shadow_state, state.shadow_params, shadow_loss)
-        shadow_params = optax.apply_updates(state.shadow_params, shadow_updates)
-        shadow_ok = _all_finite(shadow_params)
-        # Behind the shadow (or non-finite while the shadow is fine): jump to it.
-        gap = chosen_loss - shadow_loss
-        running_gap = smoothing * state.running_gap + (1.0 - smoothing) * gap
-        reset = shadow_ok & jnp.isfinite(shadow_loss) & (
-            ~jnp.isfinite(chosen_loss) | ((gap > 0) & (running_gap > 0)))
-        running_gap = jnp.where(reset | ~jnp.isfinite(running_gap), 0.0, running_gap)
-
-        def jump(p, u, target):
-            return jnp.where(reset, (target - p).astype(p.dtype), u)
-
-        updates = jax.tree.map(jump, params, updates, shadow_params)
-        fallback_state = jax.tree.map(
-            lambda shadow, own: jnp.where(reset, shadow, own), shadow_state, fallback_state)
-    taken = (use_learned & ~reset).astype(jnp.int32)
-    new_state = GuardState(
+    return updates, state._replace(
         learned_state=learned_state,
         fallback_state=fallback_state,
-        num_learned=state.num_learned + taken,
-        num_fallback=state.num_fallback + (~use_learned & ~reset).astype(jnp.int32),
+        num_learned=state.num_learned + use_learned.astype(jnp.int32),
+        num_fallback=state.num_fallback + (~use_learned).astype(jnp.int32),
         used_learned=use_learned,
         learned_loss=learned_loss,
         fallback_loss=fallback_loss,
-        shadow_params=shadow_params,
-        shadow_state=shadow_state,
-        num_resets=state.num_resets + reset.astype(jnp.int32),
-        shadow_loss=jnp.asarray(shadow_loss, jnp.float32),
-        reset=reset,
-        running_gap=jnp.asarray(running_gap, jnp.float32),
     )
-    return updates, new_state
 
 
-def check_smoothing(smoothing: Any) -> None:
-    """Raise unless ``smoothing`` is a real number in ``[0, 1)``."""
+def guarded_update(
+    learned_update: RunUpdate,
+    fallback_update: RunUpdate,
+    grads: Params,
+    state: GuardState,
+    params: Params,
+    value: jax.Array | None,
+    next_loss_fn: Callable[[Params], jax.Array],
+    settings: dict[str, float] | None = None,
+) -> tuple[Params, GuardState]:
+    """One guarded step: the paired runs when ``state`` has them, else the per-step rule.
+
+    ``settings`` holds the paired runs' ``smoothing``, ``switch_gap`` and ``reset_gap``
+    (defaults of `loss_guarded` where missing); other arguments as in `per_step_update`.
+    """
+    if state.fallback_params is None:
+        return per_step_update(learned_update, fallback_update, grads, state, params, value,
+                               next_loss_fn)
+    settings = {**DEFAULT_SETTINGS, **(settings or {})}
+    return paired_update(learned_update, fallback_update, grads, state, params, value,
+                         next_loss_fn, _scalar_loss, **settings)
+
+
+def check_settings(smoothing: Any, switch_gap: Any, reset_gap: Any) -> dict[str, Any]:
+    """The paired runs' constants as a dict; raise unless ``smoothing`` is in ``[0, 1)``
+    and ``0 <= switch_gap < reset_gap < 1`` (gaps are relative, in ``[-1, 1]``).
+
+    Traced values (a grid of settings under ``vmap``) are passed through unchecked.
+    """
+    values = {"smoothing": smoothing, "switch_gap": switch_gap, "reset_gap": reset_gap}
+    if any(isinstance(v, jax.core.Tracer) for v in values.values()):
+        return values
     if not isinstance(smoothing, numbers.Real) or not 0.0 <= smoothing < 1.0:
         raise ValueError(
-            f"smoothing must be a float in [0, 1) (decay of the running loss gap; 0 resets "
-            f"on every step the guarded run is behind), got {smoothing!r}."
+            f"smoothing must be a float in [0, 1) (decay of the running loss gap between the "
+            f"learned and the fallback run; 0 uses the last batch only), got {smoothing!r}."
         )
+    for name in ("switch_gap", "reset_gap"):
+        gap = values[name]
+        if not isinstance(gap, numbers.Real) or not 0.0 <= gap < 1.0:
+            raise ValueError(
+                f"{name} must be a float in [0, 1) (a relative loss gap (a - b) / (|a| + |b|);"
+                f" a reset_gap near 1 copies only when the learned run stops being finite), "
+                f"got {gap!r}.")
+    if not switch_gap < reset_gap:
+        raise ValueError(
+            f"switch_gap must be below reset_gap (the guard switches to the fallback run "
+            f"before it gives up the learned run), got switch_gap={switch_gap!r}, "
+            f"reset_gap={reset_gap!r}.")
+    return {name: float(v) for name, v in values.items()}
 
 
 def check_transform(tx: Any, role: str) -> None:
@@ -242,33 +230,34 @@ def loss_guarded(
     fallback: optax.GradientTransformation = optax.adam(1e-3),
     *,
     shadow: bool = True,
-    smoothing: float = 0.5,
+    smoothing: float = DEFAULT_SETTINGS["smoothing"],
+    switch_gap: float = DEFAULT_SETTINGS["switch_gap"],
+    reset_gap: float = DEFAULT_SETTINGS["reset_gap"],
 ) -> optax.GradientTransformationExtraArgs:
-    """Guard ``learned`` with ``fallback``: each step take the candidate of lower loss.
+    """Guard ``learned`` with ``fallback`` (module doc).
 
     Args:
       learned: any optax transform (typically ``lopt.as_optax(theta)``).
-      fallback: any optax transform (``optax.sgd(lr)`` for the convergence guarantee of
-        the module doc; Adam, Lion, ... also work). Plain transforms are wrapped with
+      fallback: any optax transform (Adam, Lion, ...; ``optax.sgd(lr)`` for the per-step
+        rule's convergence guarantee). Plain transforms are wrapped with
         ``optax.with_extra_args_support``.
-      shadow: also run ``fallback`` alone and reset to it when the guarded point falls
-        behind (module doc; one extra gradient of ``next_loss_fn`` per step). ``False``: the
-        paper's per-step rule only.
-      smoothing: decay in ``[0, 1)`` of the running gap between the guarded run's
-        comparison loss and the shadow's; a reset needs both the step's gap and the
-        running gap to be positive. ``0``: reset whenever the guarded point is behind.
+      shadow: run the learned optimizer and the fallback alone side by side and follow
+        the one ahead (`l2o.guard_paired`). ``False``: the paper's per-step rule.
+      smoothing: decay in ``[0, 1)`` of the running means of both runs' losses on the
+        shared batches (paired runs only).
+      switch_gap: hysteresis of the choice of run, a relative gap in ``[0, reset_gap)``.
+      reset_gap: running gap past which the learned run restarts from the fallback run's
+        point, in ``(switch_gap, 1)`` (near 1: only when it stops being finite).
 
     Returns:
       A transform with ``init(params) -> GuardState`` and ``update(grads, state, params,
-      *, value=None, next_loss_fn, **extra) -> (updates, GuardState)``. ``value`` (the
-      loss at ``params``), ``next_loss_fn`` and ``**extra`` go to both inner optimizers;
-      ``next_loss_fn(p) -> scalar`` is the loss on the next minibatch, used to compare
-      ``θ_t + u_learned`` with ``θ_t + u_fallback``. Both inner states always advance
-      (module doc).
+      *, value=None, next_loss_fn, **extra) -> (updates, GuardState)``. ``value`` is the
+      loss at ``params`` (each optimizer gets the loss at its own point), ``next_loss_fn``
+      (the loss on the next minibatch) and ``**extra`` go to both inner optimizers.
     """
     check_transform(learned, "learned")
     check_transform(fallback, "fallback")
-    check_smoothing(smoothing)
+    settings = check_settings(smoothing, switch_gap, reset_gap)
     learned = optax.with_extra_args_support(learned)
     fallback = optax.with_extra_args_support(fallback)
 
@@ -287,18 +276,15 @@ def loss_guarded(
                 "update(grads, state, params, value=loss, next_loss_fn=next_loss)."
             )
         kwargs = dict(extra, next_loss_fn=next_loss_fn)
-        if value is not None:
-            kwargs["value"] = value
 
-        def learned_update(g, s, p):
-            return learned.update(g, s, p, **kwargs)
+        def bind(tx):
+            def run_update(g, s, p, at_value):
+                return tx.update(g, s, p, **(kwargs if at_value is None
+                                             else dict(kwargs, value=at_value)))
+            return run_update
 
-        def fallback_update(g, s, p, at_value=None):
-            return fallback.update(
-                g, s, p, **(kwargs if at_value is None else dict(kwargs, value=at_value)))
-
-        return guarded_update(learned_update, fallback_update, updates, state, params,
-                              next_loss_fn, smoothing)
+        return guarded_update(bind(learned), bind(fallback), updates, state, params, value,
+                              next_loss_fn, settings)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

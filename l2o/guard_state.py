@@ -1,4 +1,4 @@
-"""The loss guard's state and the statistics read from it (`l2o.guard` has the rule)."""
+"""The loss guard's state and the statistics read from it (`l2o.guard` has the rules)."""
 
 from __future__ import annotations
 
@@ -16,21 +16,26 @@ class GuardState(NamedTuple):
     Attributes:
       learned_state: the learned optimizer's state.
       fallback_state: the fallback optimizer's state.
-      num_learned: int32 scalar, steps on which the learned candidate was taken.
-      num_fallback: int32 scalar, steps on which the fallback candidate was taken.
-      used_learned: bool scalar, whether the last step's comparison chose the learned
-        candidate (even if a reset to the shadow then replaced it).
-      learned_loss: float32 scalar, ``next_loss_fn(θ_L)`` at the last step (inf before any).
-      fallback_loss: float32 scalar, ``next_loss_fn(θ_F)`` at the last step (inf before any).
-      shadow_params: the fallback-alone parameters ``θ^S`` (None without a shadow).
-      shadow_state: the fallback's state along the shadow run (None without a shadow).
-      num_resets: int32 scalar, steps that ended with a reset to the shadow (these count
-        neither as learned nor as fallback steps).
-      shadow_loss: float32 scalar, ``next_loss_fn(θ^S)`` before the shadow's last step (inf
-        before any, or without a shadow).
-      reset: bool scalar, whether the last step reset to the shadow.
-      running_gap: float32 scalar, running mean of the guarded run's comparison loss
-        minus the shadow's (0 after a reset, or without a shadow).
+      num_learned: int32 scalar, steps after which the learned point was taken (per-step
+        rule: the learned candidate won; paired runs: the learned run was followed).
+      num_fallback: int32 scalar, steps after which the fallback point was taken.
+      used_learned: bool scalar, whether the last step took the learned point (paired
+        runs: whether the learned run is the one followed now).
+      learned_loss: float32 scalar, ``next_loss_fn`` at the learned point of the last step
+        (paired runs: at the learned run's point after a copy, if any; inf before any).
+      fallback_loss: float32 scalar, ``next_loss_fn`` at the fallback point of the last
+        step (paired runs: the fallback run's; inf before any).
+      learned_params, fallback_params: paired runs only (else None): each run's point
+        (the caller's params are the followed run's, up to one rounding after a switch).
+      learned_grads, fallback_grads: paired runs only: the gradient of ``next_loss_fn`` at
+        each run's point, the gradient it steps with when the caller's is not its own.
+      num_resets: int32 scalar, steps on which the fallback run's point was copied into
+        the learned run (paired runs only).
+      reset: bool scalar, whether the last step made such a copy.
+      running_gap: float32 scalar, relative gap ``(m^L - m^F) / (|m^L| + |m^F|)`` of the
+        running means below (``reset_gap`` after a copy; 0 for the per-step rule).
+      learned_mean, fallback_mean: float32 scalars, running means of each run's
+        ``next_loss_fn`` (paired runs; 0 at the start and for the per-step rule).
     """
 
     learned_state: Any
@@ -40,29 +45,32 @@ class GuardState(NamedTuple):
     used_learned: jax.Array
     learned_loss: jax.Array
     fallback_loss: jax.Array
-    shadow_params: Any = None
-    shadow_state: Any = None
+    learned_params: Any = None
+    fallback_params: Any = None
+    learned_grads: Any = None
+    fallback_grads: Any = None
     num_resets: jax.Array | int = 0
-    shadow_loss: jax.Array | float = float("inf")
     reset: jax.Array | bool = False
     running_gap: jax.Array | float = 0.0
+    learned_mean: jax.Array | float = 0.0
+    fallback_mean: jax.Array | float = 0.0
 
 
 def init_guard_state(
-    learned_state: Any, fallback_state: Any, shadow_params: Params | None = None
+    learned_state: Any, fallback_state: Any, params: Params | None = None
 ) -> GuardState:
     """A `GuardState` around two fresh inner states, counters at zero.
 
-    With ``shadow_params`` (the initial params) the shadow run starts there, from a copy
-    of ``fallback_state``; without, the guard has no shadow.
+    With ``params`` (the initial params) the state is the paired runs' (both start at
+    ``params``, the fallback run followed); without, the per-step rule's.
     """
     inf = jnp.asarray(jnp.inf, jnp.float32)
     zero = jnp.zeros((), jnp.int32)
     no = jnp.asarray(False)
-    shadow_state = None if shadow_params is None else fallback_state
+    zeros = None if params is None else jax.tree.map(jnp.zeros_like, params)
+    zero_f = jnp.zeros((), jnp.float32)
     return GuardState(learned_state, fallback_state, zero, zero, no, inf, inf,
-                      shadow_params, shadow_state, zero, inf, no,
-                      jnp.zeros((), jnp.float32))
+                      params, params, zeros, zeros, zero, no, zero_f, zero_f, zero_f)
 
 
 def _find_guard_state(state: Any) -> GuardState:
@@ -82,20 +90,18 @@ def _find_guard_state(state: Any) -> GuardState:
 def guard_stats(state: Any) -> dict[str, jax.Array]:
     """How often each branch was taken, from a `GuardState` (or a state containing one).
 
-    Returns ``num_learned``, ``num_fallback``, ``num_resets`` (to the shadow run) and
-    ``num_steps`` (their sum) (int32), ``learned_fraction = num_learned / max(num_steps,
-    1)`` and ``reset_fraction`` (float32), ``used_learned`` (last comparison) and
-    ``chosen_loss`` (the comparison loss of the candidate taken last, i.e. the next
-    step's minibatch loss, or the shadow's loss before its step after a reset; inf
-    before any step). Works inside ``jit`` and on batched states (every entry then has
-    the batch shape); use ``jax.device_get`` for a report.
+    Returns ``num_learned``, ``num_fallback`` and ``num_steps`` (their sum), ``num_resets``
+    (copies of the fallback run into the learned run) (int32), ``learned_fraction =
+    num_learned / max(num_steps, 1)`` and ``reset_fraction`` (float32), ``used_learned``
+    (last step), ``chosen_loss`` (``next_loss_fn`` at the point taken last, i.e. the next
+    step's minibatch loss; inf before any step) and ``running_gap``. Works inside ``jit``
+    and on batched states (every entry then has the batch shape); use ``jax.device_get``
+    for a report.
     """
     state = _find_guard_state(state)
     num_resets = jnp.asarray(state.num_resets, jnp.int32)
-    num_steps = state.num_learned + state.num_fallback + num_resets
+    num_steps = state.num_learned + state.num_fallback
     denominator = jnp.maximum(num_steps, 1)
-    chosen = jnp.where(state.used_learned, state.learned_loss, state.fallback_loss)
-    chosen = jnp.where(state.reset, state.shadow_loss, chosen)
     return {
         "num_learned": state.num_learned,
         "num_fallback": state.num_fallback,
@@ -104,5 +110,6 @@ def guard_stats(state: Any) -> dict[str, jax.Array]:
         "learned_fraction": (state.num_learned / denominator).astype(jnp.float32),
         "reset_fraction": (num_resets / denominator).astype(jnp.float32),
         "used_learned": state.used_learned,
-        "chosen_loss": chosen,
+        "chosen_loss": jnp.where(state.used_learned, state.learned_loss, state.fallback_loss),
+        "running_gap": jnp.asarray(state.running_gap, jnp.float32),
     }

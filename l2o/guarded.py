@@ -31,7 +31,8 @@ import optax
 
 from l2o.base import LearnedOptimizer
 from l2o.guard import (
-    check_smoothing, check_transform, guarded_update, loss_guarded, resolve_next_loss_fn,
+    DEFAULT_SETTINGS, check_settings, check_transform, guarded_update, loss_guarded,
+    resolve_next_loss_fn,
 )
 from l2o.guard_state import GuardState, init_guard_state
 from l2o.optax_spec import OptaxSpec
@@ -48,16 +49,17 @@ class GuardedOptimizer(LearnedOptimizer):
       fallback: the optimizer taking over when it predicts a lower loss: an `OptaxSpec`
         (a dict ``{"name": "adam", "learning_rate": 1e-3}`` is converted to one) or an
         optax transform object (not saveable).
-      shadow: run the fallback alone beside the guarded run and reset to it when the
-        guarded point falls behind (module doc of `l2o.guard`).
-      smoothing: decay of the running gap that a reset to the shadow also needs
-        (`loss_guarded`).
+      shadow: run the learned optimizer and the fallback alone side by side and follow
+        the one ahead (`l2o.guard_paired`); ``False``: the per-step rule (`l2o.guard`).
+      smoothing, switch_gap, reset_gap: the paired runs' constants (`loss_guarded`).
     """
 
     learned: LearnedOptimizer
     fallback: OptaxSpec | optax.GradientTransformation = OptaxSpec("adam", learning_rate=1e-3)
     shadow: bool = True
-    smoothing: float = 0.5
+    smoothing: float = DEFAULT_SETTINGS["smoothing"]
+    switch_gap: float = DEFAULT_SETTINGS["switch_gap"]
+    reset_gap: float = DEFAULT_SETTINGS["reset_gap"]
 
     needs_next_loss_fn: ClassVar[bool] = True
 
@@ -72,7 +74,7 @@ class GuardedOptimizer(LearnedOptimizer):
             object.__setattr__(self, "fallback", OptaxSpec.from_dict(self.fallback))
         if not isinstance(self.fallback, OptaxSpec):
             check_transform(self.fallback, "fallback")
-        check_smoothing(self.smoothing)
+        check_settings(self.smoothing, self.switch_gap, self.reset_gap)
 
     @property
     def fallback_transform(self) -> optax.GradientTransformation:
@@ -93,7 +95,10 @@ class GuardedOptimizer(LearnedOptimizer):
                 "'learning_rate': 1e-3}."
             )
         return {"learned": registry.to_dict(self.learned), "fallback": self.fallback.to_dict(),
-                "shadow": self.shadow, "smoothing": self.smoothing}
+                "shadow": self.shadow, **self._settings()}
+
+    def _settings(self) -> dict[str, float]:
+        return check_settings(self.smoothing, self.switch_gap, self.reset_gap)
 
     @classmethod
     def from_config(cls, config: dict) -> "GuardedOptimizer":
@@ -144,22 +149,23 @@ class GuardedOptimizer(LearnedOptimizer):
         """One guarded step (`l2o.guard.guarded_update`); ``next_loss_fn`` is required.
 
         ``loss`` (scalar, the loss at ``params``) goes to the learned optimizer and, as
-        ``value``, to the fallback. ``value_fn`` is the deprecated name of ``next_loss_fn``.
+        ``value``, to the fallback (with paired runs each gets the loss at its own point).
+        ``value_fn`` is the deprecated name of ``next_loss_fn``.
         """
         next_loss_fn = resolve_next_loss_fn(next_loss_fn, value_fn, f"{self.name}.update")
         loss = jnp.zeros((), jnp.float32) if loss is None else jnp.asarray(loss, jnp.float32)
         fallback = optax.with_extra_args_support(self.fallback_transform)
 
-        def learned_update(g, s, p):
-            return self.learned.update(theta, g, s, p, loss)
+        def learned_update(g, s, p, at_loss):
+            return self.learned.update(theta, g, s, p, at_loss)
 
-        def fallback_update(g, s, p, at_value=None):
-            return fallback.update(g, s, p, value=loss if at_value is None else at_value)
+        def fallback_update(g, s, p, at_loss):
+            return fallback.update(g, s, p, value=at_loss)
 
-        return guarded_update(learned_update, fallback_update, grads, state, params,
-                              next_loss_fn, self.smoothing)
+        return guarded_update(learned_update, fallback_update, grads, state, params, loss,
+                              next_loss_fn, self._settings())
 
     def as_optax(self, theta: Any, num_steps: int | None = None) -> optax.GradientTransformationExtraArgs:
         """``loss_guarded(learned.as_optax(theta, num_steps), fallback, ...)``, same settings."""
         return loss_guarded(self.learned.as_optax(theta, num_steps), self.fallback_transform,
-                            shadow=self.shadow, smoothing=self.smoothing)
+                            shadow=self.shadow, **self._settings())

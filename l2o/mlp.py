@@ -208,7 +208,7 @@ class MLPOptimizer(LearnedOptimizer):
         second_moments = jax.tree.leaves(state.second_moment)
         state_shapes = tuple(tuple(x.shape) for x in second_moments)
         check_update_inputs(self.name, grads, layout,
-                            layout.num_coordinates if state_shapes == layout.shapes else -1)
+                            sum(math.prod(shape) for shape in state_shapes), state_shapes)
         decays = jnp.asarray(self.momentum_decays, jnp.float32)[:, None]
         beta2 = self.second_moment_decay
         step = state.step + 1

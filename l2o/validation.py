@@ -38,9 +38,11 @@ def check_chunk_size(chunk_size: Any) -> None:
         )
 
 
-def check_update_inputs(name: str, grads: Any, layout: TreeLayout, state_rows: int) -> None:
+def check_update_inputs(name: str, grads: Any, layout: TreeLayout, state_rows: int,
+                        state_shapes: tuple | None = None) -> None:
     """Raise ``ValueError`` unless ``grads`` and a state of ``state_rows`` coordinates fit params.
 
+    A per-leaf state also passes its leaf ``state_shapes``, which must equal params'.
     Compares static shapes only (``layout`` is ``tree_layout(params)``), so it costs nothing
     under ``jit``/``vmap``.
     """
@@ -51,10 +53,13 @@ def check_update_inputs(name: str, grads: Any, layout: TreeLayout, state_rows: i
             f"{list(layout.shapes)}; pass the gradient at these params, e.g. "
             "jax.grad(loss_fn)(params)."
         )
-    if state_rows != layout.num_coordinates:
+    shapes_differ = state_shapes is not None and tuple(state_shapes) != layout.shapes
+    if state_rows != layout.num_coordinates or shapes_differ:
+        same_count = state_rows == layout.num_coordinates
         raise ValueError(
             f"{name} update: the optimizer state was built for {state_rows} parameter "
-            f"coordinates but params have {layout.num_coordinates} (leaf shapes "
+            f"coordinates{' of leaf shapes ' + str(list(state_shapes)) if same_count else ''}"
+            f" but params have {layout.num_coordinates} (leaf shapes "
             f"{list(layout.shapes)}); the state belongs to another params pytree. Make a "
             "state for these params with init(theta, params, num_steps) (or tx.init(params))."
         )

@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from meta_train.truncation import divisors
@@ -147,6 +148,12 @@ class ShardedEstimator:
         _check_mesh(mesh, estimator.num_tasks, estimator.num_pairs)
         self.estimator, self.mesh = estimator, mesh
 
+    @staticmethod
+    def abstract_shardings(estimator: Any, mesh: Mesh) -> Any:
+        """`state_shardings` of ``estimator``'s state, from its abstract shape."""
+        abstract = jax.eval_shape(estimator._init, jax.random.PRNGKey(0), estimator.es.solution)
+        return state_shardings(abstract, mesh, estimator.num_tasks, estimator.num_pairs)
+
     @property
     def num_devices(self) -> int:
         """Devices in the mesh."""
@@ -154,18 +161,18 @@ class ShardedEstimator:
 
     def shardings(self) -> Any:
         """`state_shardings` of this estimator's state (from its abstract shape)."""
-        return _abstract_shardings(self.estimator, self.mesh)
+        return _cached_shardings(type(self).abstract_shardings, self.estimator, self.mesh)
 
     def init(self, key: jax.Array, theta: Any) -> Any:
         """`ESGradientEstimator.init`, output placed with `shardings` (one SPMD program).
         ``key`` and ``theta`` must be equal on every process."""
         replicated = NamedSharding(self.mesh, PartitionSpec())
         key, theta = jax.device_put((key, theta), replicated)
-        return _sharded_fns(self.estimator, self.mesh)[0](key, theta)
+        return self._compiled()[0](key, theta)
 
     def step(self, state: Any) -> tuple[Any, dict]:
         """One outer step over the mesh: ``(state, metrics)``, the state keeping its shardings."""
-        return _sharded_fns(self.estimator, self.mesh)[1](state)
+        return self._compiled()[1](state)
 
     def place(self, state: Any) -> Any:
         """Put a host (e.g. restored) state onto the mesh with `shardings`."""
@@ -176,18 +183,22 @@ class ShardedEstimator:
         each process reads its own copy; no communication)."""
         mean = state.es_state.mean
         local = np.asarray(mean.addressable_data(0))
-        return self.estimator.es._unravel_solution(jax.numpy.asarray(local))
+        unravel = ravel_pytree(self.estimator.es.solution)[1]
+        return unravel(jax.numpy.asarray(local))
+
+    def _compiled(self):
+        """The jitted ``(init, step)`` pair, cached per ``(estimator, mesh)``."""
+        return _sharded_fns(type(self).abstract_shardings, self.estimator, self.mesh)
 
 
 @functools.lru_cache(maxsize=16)
-def _abstract_shardings(estimator: Any, mesh: Mesh) -> Any:
-    abstract = jax.eval_shape(estimator._init, jax.random.PRNGKey(0), estimator.es.solution)
-    return state_shardings(abstract, mesh, estimator.num_tasks, estimator.num_pairs)
+def _cached_shardings(abstract_shardings: Any, estimator: Any, mesh: Mesh) -> Any:
+    return abstract_shardings(estimator, mesh)
 
 
 @functools.lru_cache(maxsize=16)
-def _sharded_fns(estimator: Any, mesh: Mesh):
-    shardings = _abstract_shardings(estimator, mesh)
+def _sharded_fns(abstract_shardings: Any, estimator: Any, mesh: Mesh):
+    shardings = _cached_shardings(abstract_shardings, estimator, mesh)
     replicated = NamedSharding(mesh, PartitionSpec())
     init = jax.jit(estimator._init, out_shardings=shardings)
 

@@ -5,7 +5,7 @@ shares one set of tuned baselines. For each training family: (1) held-out tasks 
 training distribution (unseen initialisations, data order and task draws; baselines
 tuned on other train-family tasks), then (2) out-of-distribution tasks (the family's
 held-out split with other architectures, and other families), always with the loss
-guard row (default shadow guard) whose fallback is the tuned Adam. Reports (Markdown,
+guard row (the default guard) whose fallback is the tuned Adam. Reports (Markdown,
 JSON, PNG) go to ``OUT/TRAINED_ON/TASKS/`` and a summary table to ``OUT/summary.md``.
 """
 

@@ -86,11 +86,11 @@ def test_state_bytes_match_formulas():
     assert states["mlp"]["bytes"] == 4 * 6 * n + 8  # 5 momenta + second moment
     assert states["mlp-2x8"]["bytes"] == states["mlp"]["bytes"]  # hidden size: no state
     assert states["lstm"]["bytes"] == 4 * (2 * 2 * 20 + 1) * n + 8  # h, c of 2x20, momentum
-    # The guard adds Adam's state, three counters, two flags, three losses and the running
-    # gap; its shadow run a copy of the params and a second Adam state.
-    assert states["guarded_mlp"]["bytes"] == states["mlp"]["bytes"] + states["adam"]["bytes"] + 30
-    shadow = 4 * n + states["adam"]["bytes"]
-    assert states["shadowguarded_mlp"]["bytes"] == states["guarded_mlp"]["bytes"] + shadow
+    # The guard adds Adam's state, three counters, two flags, two losses, the running gap
+    # and two running means; its paired runs both runs' params and gradients.
+    assert states["guarded_mlp"]["bytes"] == states["mlp"]["bytes"] + states["adam"]["bytes"] + 34
+    paired = 4 * 4 * n
+    assert states["shadowguarded_mlp"]["bytes"] == states["guarded_mlp"]["bytes"] + paired
 
 
 # ----------------------------------------------------------------- scripts

@@ -207,7 +207,7 @@ def test_guard_stats_finds_the_guard_inside_a_chain_and_rejects_other_states():
     params = {"x": jnp.ones(3)}
     state = tx.init(params)
     _, state = tx.update(params, state, params, next_loss_fn=lambda p: jnp.sum(p["x"] ** 2))
-    assert int(guard_stats(state)["num_learned"]) == 1
+    assert int(guard_stats(state)["num_steps"]) == 1
     assert isinstance(state[0], GuardState)
     with pytest.raises(ValueError, match="exactly one GuardState"):
         guard_stats(optax.adam(1e-3).init(params))
@@ -246,9 +246,17 @@ def test_value_and_extra_args_reach_both_inner_optimizers():
     next_loss_fn = lambda p: 0.25 * jnp.sum(p["x"])  # noqa: E731
     tx.update(params, tx.init(params), params, value=2.5, next_loss_fn=next_loss_fn, step_size=1)
     assert seen["learned"] == [(2.5, ["next_loss_fn", "step_size"])]
-    # The fallback's own candidate, then the shadow run's step with the shadow's loss.
-    assert seen["fallback"] == [(2.5, ["next_loss_fn", "step_size"]),
-                                (0.5, ["next_loss_fn", "step_size"])]
+    assert seen["fallback"] == [(2.5, ["next_loss_fn", "step_size"])]
+    # Paired runs, second step: each run gets the loss at its own point (the fallback run,
+    # followed, the caller's value; the learned run its comparison loss of the last step).
+    state = tx.init(params)
+    updates, state = tx.update(params, state, params, value=2.5, next_loss_fn=next_loss_fn)
+    params = optax.apply_updates(params, updates)  # the fallback run's point
+    seen["learned"].clear(), seen["fallback"].clear()
+    tx.update(params, state, params, value=1.5, next_loss_fn=next_loss_fn)
+    assert not bool(state.used_learned)
+    assert seen["fallback"] == [(1.5, ["next_loss_fn"])]
+    assert seen["learned"] == [(float(state.learned_loss), ["next_loss_fn"])]
     # optax's value_fn (the current batch's loss) is passed on as given, beside it.
     seen["learned"].clear()
     tx.update(params, tx.init(params), params, value=2.5, next_loss_fn=next_loss_fn,

@@ -59,13 +59,13 @@ def test_protocol_and_optax_forms_take_identical_steps(name):
     guarded = GuardedOptimizer(lopt, optax.adam(0.05))
     theta = scaled_theta(lopt, 30.0)
     problem = quadratic_problem()
-    (params_a, state_a), _ = jax.jit(
-        lambda th: train_protocol(guarded, th, problem, 20, jax.random.key(0))
-    )(theta)
-    params_b, state_b, _ = make_run(guarded.as_optax(theta, 20), problem, 20)(
-        problem.params, jax.random.key(0)
-    )
-    np.testing.assert_allclose(params_a, params_b, rtol=1e-4, atol=1e-6)
+    # Op by op (compiled, the two programs may fuse differently and this theta amplifies
+    # rounding: measured 1e-3 apart after 20 steps), the two forms are bit for bit equal.
+    with jax.disable_jit():
+        (params_a, state_a), _ = train_protocol(guarded, theta, problem, 20, jax.random.key(0))
+        params_b, state_b, _ = make_run(guarded.as_optax(theta, 20), problem, 20)(
+            problem.params, jax.random.key(0))
+    np.testing.assert_array_equal(params_a, params_b)
     assert int(state_a.num_learned) == int(state_b.num_learned)
     assert int(state_a.num_fallback) == int(state_b.num_fallback) == 20 - int(state_a.num_learned)
 

@@ -119,7 +119,7 @@ FOUR_DEVICES = textwrap.dedent("""
     import l2o
     from helpers.systems import TOY_FAMILY
     from meta_train.config import MetaTrainConfig
-    from meta_train.sharding import ShardedEstimator, _sharded_fns
+    from meta_train.sharding import ShardedEstimator
     from meta_train.train import build, make_runner, train
     assert jax.device_count() == 4, jax.devices()
     t0 = time.perf_counter()
@@ -135,7 +135,7 @@ FOUR_DEVICES = textwrap.dedent("""
     t1 = time.perf_counter()
     state = runner.init(jax.random.PRNGKey(0), comps(base).theta_init)
     shard = state.es_state.pert_accum.addressable_shards[0].data.shape
-    hlo = _sharded_fns(runner.estimator, runner.mesh)[1].lower(state).compile().as_text()
+    hlo = runner._compiled()[1].lower(state).compile().as_text()
     collectives = []
     for line in hlo.splitlines():
         op = re.search(r"= (.*?) (all-reduce|all-gather|all-to-all|collective-permute)\\(", line)

@@ -27,7 +27,7 @@ from helpers.reliability import SMALL_LSTM, SMALL_MLP, tiny_config
     "lookup, given, valid",
     [
         (task_registry.get, "imagenet-resnet", task_registry.names()),
-        (l2o.registry.get, "transformer", l2o.registry.names()),
+        (l2o.registry.get, "transformer", l2o.registry.all_names()),
         (baseline_registry.get, "adamw", baseline_registry.names()),
         (l2o.load_pretrained, "mlp-imagenet", l2o.list_pretrained()),
     ],
@@ -141,7 +141,7 @@ def test_cli_unknown_family_and_lopt_exit_cleanly(capsys):
     err = capsys.readouterr().err
     assert "unknown task family 'imagenet'; valid: [" in err and "'quadratic'" in err
     assert main(["meta-train", "--lopt", "transformer"]) == 2
-    assert "unknown lopt 'transformer'; valid: ['guarded', 'lstm', 'mlp']" in capsys.readouterr().err
+    assert "unknown lopt 'transformer'; valid: ['guarded', 'lstm', 'mlp', 'mlp-2x16', 'mlp-2x32', 'mlp-2x8']" in capsys.readouterr().err
 
 
 def test_compare_cli_unknown_optimizer_exits_with_one_line(capsys):
@@ -161,6 +161,15 @@ def test_cli_unknown_pretrained_exits_cleanly(capsys):
 
 
 # ----------------------------------------------------------------------- params vs state
+def test_per_leaf_state_of_other_shapes_with_as_many_coordinates_is_rejected():
+    theta = SMALL_MLP.init_meta_params(jax.random.key(0))
+    state = SMALL_MLP.init(theta, {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}, 10)
+    transposed = {"w": jnp.ones((2, 3)), "b": jnp.ones(2)}
+    with pytest.raises(ValueError, match=r"state was built for 8 parameter coordinates of leaf shapes "
+                                         r"\[\(2,\), \(3, 2\)\] but params have 8 \(leaf shapes \[\(2,\), \(2, 3\)\]\)"):
+        SMALL_MLP.update(theta, transposed, state, transposed, jnp.float32(1.0))
+
+
 @pytest.mark.parametrize("lopt", [SMALL_MLP, SMALL_LSTM], ids=lambda lopt: lopt.name)
 def test_state_built_for_other_params_is_rejected(lopt):
     theta = lopt.init_meta_params(jax.random.key(0))

@@ -7,6 +7,8 @@ subnormal gradients included).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,11 +84,11 @@ def _constant(value):
     )
 
 
-@jax.jit
-def _guarded_step(learned_loss, fallback_loss, learned_step):
+@functools.partial(jax.jit, static_argnames="shadow")
+def _guarded_step(learned_loss, fallback_loss, learned_step, shadow=False):
     """Guard between a learned step ``learned_step`` and a fallback step -1 from x = 0; the
     comparison loss is ``learned_loss`` at x > 0 and ``fallback_loss`` elsewhere."""
-    tx = l2o.loss_guarded(_constant(learned_step), _constant(-1.0))
+    tx = l2o.loss_guarded(_constant(learned_step), _constant(-1.0), shadow=shadow)
     params = {"x": jnp.zeros(())}
     state = tx.init(params)
 
@@ -116,3 +118,24 @@ def test_guard_takes_learned_iff_its_step_and_loss_are_finite_and_not_worse(
     assert bool(stats["used_learned"]) == learned
     assert int(stats["num_learned"]) == int(learned) and int(stats["num_fallback"]) == int(not learned)
     assert float(update) == (1.0 if learned else -1.0)
+
+
+@SETTINGS
+@given(learned_loss=LOSSES, fallback_loss=LOSSES, learned_step=st.sampled_from([1.0, np.nan, np.inf]))
+def test_paired_runs_never_follow_a_non_finite_run_and_follow_a_clear_lead(
+        learned_loss, fallback_loss, learned_step):
+    update, stats = _guarded_step(np.float32(learned_loss), np.float32(fallback_loss),
+                                  np.float32(learned_step), shadow=True)
+    a, b = np.float32(learned_loss), np.float32(fallback_loss)
+    learned_ok = bool(np.isfinite(learned_step) and np.isfinite(a))
+    followed = bool(stats["used_learned"])
+    assert float(update) == (1.0 if followed else -1.0)  # always one run's own point
+    assert not followed or learned_ok
+    if learned_ok and not np.isfinite(b):
+        assert followed
+    if learned_ok and np.isfinite(b) and min(a, b) > 1e-30:  # first step: the losses decide
+        if a > 1.01 * b:
+            assert not followed
+        if a < 0.99 * b:
+            assert followed
+    assert int(stats["num_steps"]) == 1
