@@ -26,7 +26,6 @@ those of the single-family run.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Sequence
 
@@ -35,7 +34,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from meta_train.pes import ESGradientEstimator, default_outer_optimizer
+from meta_train.pes import (ESGradientEstimator, default_outer_optimizer, jit_init,
+                             jit_step, jit_step_and_gradient)
 
 # The outer transform of a group: its update is discarded, so it keeps no state. One
 # object, so that groups built from equal settings compare equal (one compilation).
@@ -147,7 +147,7 @@ class MixtureEstimator:
     # ------------------------------------------------------------------ interface
     def init(self, key: jax.Array, theta: Any) -> MixtureState:
         """Fresh `MixtureState`: group k is ``estimators[k].init(group_keys(key, K)[k], theta)``."""
-        return _jit_init(self, key, theta)
+        return jit_init(self, key, theta)
 
     def step(self, state: MixtureState) -> tuple[MixtureState, dict]:
         """One outer step (jitted): ``(state, metrics)``.
@@ -157,11 +157,11 @@ class MixtureEstimator:
         ``grad_norm`` of the combined estimate, ``update_norm``, ``theta_norm``, and per
         group ``meta_loss/LABEL``.
         """
-        return _jit_step(self, state)
+        return jit_step(self, state)
 
     def step_and_gradient(self, state: MixtureState) -> tuple[MixtureState, dict, jax.Array]:
         """`step` that also returns the combined flat gradient estimate f32[D] it applied."""
-        return _jit_step_and_gradient(self, state)
+        return jit_step_and_gradient(self, state)
 
     def theta(self, state: MixtureState) -> Any:
         """Current meta-parameters (unravelled pytree)."""
@@ -223,19 +223,3 @@ def _signature(theta: Any) -> tuple:
     """Tree structure, shapes and dtypes of ``theta``."""
     shapes = jax.tree.map(lambda x: (tuple(jnp.shape(x)), str(jnp.result_type(x))), theta)
     return jax.tree.structure(theta), tuple(jax.tree.leaves(shapes))
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _jit_init(mixture: MixtureEstimator, key: jax.Array, theta: Any) -> MixtureState:
-    return mixture._init(key, theta)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _jit_step(mixture: MixtureEstimator, state: MixtureState):
-    new_state, metrics, _ = mixture._step(state)
-    return new_state, metrics
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _jit_step_and_gradient(mixture: MixtureEstimator, state: MixtureState):
-    return mixture._step(state)

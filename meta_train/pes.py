@@ -216,7 +216,7 @@ class ESGradientEstimator:
         `stagger_offsets` with the unperturbed ``theta``, and copies it to the task's
         ``2 * num_pairs`` particles (accumulators start at zero).
         """
-        return _jit_init(self, key, theta)
+        return jit_init(self, key, theta)
 
     def step(self, state: EstimatorState) -> tuple[EstimatorState, dict]:
         """One outer step (jitted): ``(state, metrics)``, metrics a dict of scalars.
@@ -225,11 +225,11 @@ class ESGradientEstimator:
         ``meta_loss_finite_mean``, ``num_nonfinite`` (particles whose meta-loss was NaN/inf),
         ``num_resets``, ``grad_norm``, ``update_norm``, ``theta_norm``.
         """
-        return _jit_step(self, state)
+        return jit_step(self, state)
 
     def step_and_gradient(self, state: EstimatorState) -> tuple[EstimatorState, dict, jax.Array]:
         """`step` that also returns the flat gradient estimate f32[D] it applied."""
-        return _jit_step_and_gradient(self, state)
+        return jit_step_and_gradient(self, state)
 
     # ------------------------------------------------------------------ init
     def _init(self, key: jax.Array, theta: Any) -> EstimatorState:
@@ -337,19 +337,21 @@ class ESGradientEstimator:
         return xi.reshape((2, self.num_tasks, self.num_pairs, -1))
 
 
+# Jitted entry points of every estimator with ``_init(key, theta)`` and ``_step(state)``
+# (`ESGradientEstimator`, `meta_train.mixture.MixtureEstimator`); the estimator is static.
 @functools.partial(jax.jit, static_argnums=0)
-def _jit_init(estimator: ESGradientEstimator, key: jax.Array, theta: Any) -> EstimatorState:
+def jit_init(estimator: Any, key: jax.Array, theta: Any) -> Any:
     return estimator._init(key, theta)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _jit_step(estimator: ESGradientEstimator, state: EstimatorState):
+def jit_step(estimator: Any, state: Any):
     new_state, metrics, _ = estimator._step(state)
     return new_state, metrics
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _jit_step_and_gradient(estimator: ESGradientEstimator, state: EstimatorState):
+def jit_step_and_gradient(estimator: Any, state: Any):
     return estimator._step(state)
 
 
