@@ -124,14 +124,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _family_option_hint(config: MetaTrainConfig, overrides: list[str]) -> None:
+def _family_option_hint(config: MetaTrainConfig, applied: list[str],
+                        overrides: list[str]) -> None:
     """`UsageError` pointing to ``--dataset`` / ``--family-option`` for a ``--set`` key that
-    is an option of the task family, not a config field."""
+    is an option of the task family, not a config field. ``applied`` are all the overrides
+    (flags then ``--set``), read only for the family they name."""
     fields = set(config.to_dict())
+    family = config.family
+    for item in applied:
+        key, _, value = item.partition("=")
+        if key.strip() == "family":
+            family = value.strip()
     try:
         from tasks import registry
 
-        options = set(registry.overrides(config.family))
+        options = set(registry.overrides(family))
     except Exception:  # unknown family: reported later, with the valid names
         return
     for item in overrides:
@@ -142,7 +149,7 @@ def _family_option_hint(config: MetaTrainConfig, overrides: list[str]) -> None:
                     else f"--family-option {key}={value.strip()}")
             raise UsageError(
                 f"--set {key}: {key!r} is not a config field but an option of task family "
-                f"{config.family!r}; pass {flag} (or --set family_overrides.{key}=...).")
+                f"{family!r}; pass {flag} (or --set family_overrides.{key}=...).")
 
 
 def load_config_file(path: Path) -> MetaTrainConfig:
@@ -192,8 +199,13 @@ def resolve_config(args: argparse.Namespace) -> MetaTrainConfig:
         overrides.append("mixture=" + json.dumps(mixture_entries(args.mixture)))
     if getattr(args, "horizon_range", None) is not None:
         overrides.append("horizon_range=" + json.dumps(list(args.horizon_range)))
-    _family_option_hint(config.with_overrides(overrides), list(args.overrides))
-    return config.with_overrides(overrides + list(args.overrides))
+    try:
+        # Validated once, with every override: a flag's value may need a --set one
+        # (e.g. --horizon-range below the default truncation with --set trunc_length=...).
+        return config.with_overrides(overrides + list(args.overrides))
+    except ValueError:
+        _family_option_hint(config, overrides + list(args.overrides), list(args.overrides))
+        raise
 
 
 def mixture_entries(value: str) -> list:

@@ -118,6 +118,12 @@ def test_cli_mixture_from_a_name_or_a_file(tmp_path):
     assert config.horizon_range == [20, 400]
     with pytest.raises(ValueError, match="min 400 > max 20"):
         cli.resolve_config(parser.parse_args(["meta-train", "--horizon-range", "400", "20"]))
+    # a flag is validated together with the --set overrides that follow it
+    config = cli.resolve_config(parser.parse_args(
+        ["meta-train", "--horizon-range", "2", "4", "--set", "trunc_length=2"]))
+    assert (config.horizon_range, config.trunc_length) == ([2, 4], 2)
+    with pytest.raises(ValueError, match="horizon_range min 2 is below trunc_length=20"):
+        cli.resolve_config(parser.parse_args(["meta-train", "--horizon-range", "2", "4"]))
 
 
 # ---------------------------------------------------------------- build and train
