@@ -21,6 +21,12 @@ it has RMS ``step_mult`` in every tensor whatever the network outputs; ``fan_in_
 of a tensor (learned, nominal and weight-decay terms) by ``fan_in^-1/2`` or ``fan_in^-1``
 (`fan_in`: product of all but the last axis of a >= 2-d tensor, 1 for vectors). The small
 configs 2x8 and 2x16 are named in `PRESETS` (``l2o.registry.get("mlp-2x8")``).
+``loss_decays`` (e.g. ``(0.5, 0.9, 0.99)``; empty by default) adds loss features shared by
+every coordinate, like the progress features (Celo / VeLO read the loss to set their own
+step size): with l = log(loss), for each decay c the EMA e_c <- c e_c + (1 - c) l (started
+at the first loss l_0), the features tanh(l - e_c) (recent rise or fall of the loss) and
+tanh((l - l_0) / 5) (progress since the start). They are scale-free in the loss, and
+``update`` then needs its ``loss`` argument (``uses_loss``; ``value=loss`` in optax form).
 
 m_hat, v_hat are the bias-corrected momentum of decay ``nominal_beta1`` and v (Adam's
 formula); ``log_lr`` is a meta-parameter initialised to log(nominal_lr); base_lr is
@@ -38,6 +44,11 @@ run feature-major, W^T x with the coordinate axis last (faster CPU matmuls than 
 same sums). Leaves larger than ``2 * chunk_size`` coordinates (default 16384 on CPU, see
 `l2o.flat.map_rows`) run block by block, so their normalised (F, n) features and (32, n)
 activations stay in cache; on accelerators (``chunk_size=None``) each leaf is one pass.
+Small networks (every hidden layer at most `UNROLL_MAX_WIDTH` units, e.g. 2x8, 2x16) are
+instead written out as elementwise multiply-adds with the weights as scalars: XLA fuses a
+leaf's whole network into one loop over its coordinates, with no (H, n) activation in
+memory and no small-contraction matmul (about half the time of the matmul form for 2x8 and
+2x16 on CPU; `benchmarks/results/engine.md`). Same sums in another order: float32 rounding.
 """
 
 from __future__ import annotations
@@ -58,6 +69,7 @@ from l2o.validation import check_chunk_size, check_num_steps, check_update_input
 FEATURE_LIMIT = 100.0  # clip of normalised features
 EXP_LIMIT = 20.0  # clip of every exponent (step multipliers stay below e^20)
 CPU_CHUNK = 16384  # coordinates per block on CPU (chunk_size=None)
+UNROLL_MAX_WIDTH = 16  # networks no wider than this run as unrolled elementwise ops
 UPDATE_RMS_EPS = 1e-12  # under the square root of the learned term's per-tensor mean square
 # fan_in_scaling -> exponent p of the per-tensor update multiplier fan_in^-p.
 FAN_IN_SCALINGS = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0}
@@ -83,12 +95,15 @@ class MLPOptState:
         accumulator per decay.
       second_moment: pytree like params, float32 leaves of the params' shapes: the
         accumulator of g^2.
+      loss_stats: with ``loss_decays``, float32 ``(len(loss_decays) + 1,)``: the EMAs of
+        log(loss), then the first log(loss); None otherwise.
     """
 
     step: jax.Array
     num_steps: jax.Array
     momenta: Any
     second_moment: Any
+    loss_stats: Any = None
 
 
 def _check_decays(name: str, decays: tuple[float, ...]) -> None:
@@ -116,16 +131,19 @@ class MLPOptimizer(LearnedOptimizer):
     chunk_size: int | None = None
     normalize_update: bool = False
     fan_in_scaling: str = "none"
+    loss_decays: tuple[float, ...] = ()
 
     name: ClassVar[str] = "mlp"
 
     def __post_init__(self):
-        for field in ("hidden_sizes", "momentum_decays", "progress_scales"):
+        for field in ("hidden_sizes", "momentum_decays", "progress_scales", "loss_decays"):
             object.__setattr__(self, field, tuple(getattr(self, field)))
         if any(int(h) != h or h < 1 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive integers; got {self.hidden_sizes!r}.")
         _check_decays("momentum_decays", self.momentum_decays)
         _check_decays("second_moment_decay", (self.second_moment_decay,))
+        if self.loss_decays:
+            _check_decays("loss_decays", self.loss_decays)
         if self.nominal and self.nominal_beta1 not in self.momentum_decays:
             raise ValueError(
                 f"nominal_beta1={self.nominal_beta1} is not among momentum_decays="
@@ -152,6 +170,21 @@ class MLPOptimizer(LearnedOptimizer):
         return 2 + 2 * len(self.momentum_decays)
 
     @property
+    def num_shared_features(self) -> int:
+        """Features shared by every coordinate: progress, then loss features."""
+        return len(self.progress_scales) + (len(self.loss_decays) + 1 if self.loss_decays else 0)
+
+    @property
+    def uses_loss(self) -> bool:
+        """Whether `update` reads its ``loss`` argument (with ``loss_decays``)."""
+        return bool(self.loss_decays)
+
+    @property
+    def unrolled(self) -> bool:
+        """Whether the network runs as unrolled elementwise ops (see module doc)."""
+        return max(self.hidden_sizes) <= UNROLL_MAX_WIDTH
+
+    @property
     def num_outputs(self) -> int:
         """Output heads: direction, log-magnitude and (with the nominal term) log-lr."""
         return 3 if self.nominal else 2
@@ -162,6 +195,9 @@ class MLPOptimizer(LearnedOptimizer):
         names += [f"momentum_{b}" for b in self.momentum_decays]
         names += [f"momentum_{b}/rms" for b in self.momentum_decays]
         names += [f"tanh({s}*t/T)" for s in self.progress_scales]
+        if self.loss_decays:
+            names += [f"tanh(log loss - ema_{c})" for c in self.loss_decays]
+            names += ["tanh((log loss - log loss_0)/5)"]
         return names
 
     # ----------------------------------------------------------------- protocol
@@ -170,7 +206,7 @@ class MLPOptimizer(LearnedOptimizer):
 
         Hidden layers use He-normal weights, the last layer N(0, output_init_scale^2).
         """
-        sizes = (self.num_features + len(self.progress_scales), *self.hidden_sizes, self.num_outputs)
+        sizes = (self.num_features + self.num_shared_features, *self.hidden_sizes, self.num_outputs)
         keys = jax.random.split(key, len(sizes) - 1)
         layers = {}
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -197,13 +233,15 @@ class MLPOptimizer(LearnedOptimizer):
             num_steps=jnp.asarray(num_steps, jnp.int32),
             momenta=jax.tree.unflatten(layout.treedef, [jnp.zeros((k,) + x.shape) for x in leaves]),
             second_moment=jax.tree.unflatten(layout.treedef, leaves),
+            loss_stats=(jnp.zeros((len(self.loss_decays) + 1,), jnp.float32)
+                        if self.loss_decays else None),
         )
 
     def update(
         self, theta: dict, grads: Any, state: MLPOptState, params: Any, loss: jax.Array = None
     ) -> tuple[Any, MLPOptState]:
-        """One step (see module doc); ``loss`` is unused. Updates come in params' dtypes."""
-        del loss
+        """One step (see module doc); ``loss`` (the current scalar loss) is read only with
+        ``loss_decays``. Updates come in params' dtypes."""
         layout = flat.tree_layout(params)
         second_moments = jax.tree.leaves(state.second_moment)
         state_shapes = tuple(tuple(x.shape) for x in second_moments)
@@ -215,11 +253,20 @@ class MLPOptimizer(LearnedOptimizer):
         t = step.astype(jnp.float32)
 
         chunk_size = flat.resolve_chunk_size(self.chunk_size, CPU_CHUNK)
+        unrolled = self.unrolled
 
         def features(g, p, m, v):
-            """Raw feature columns of a block of R coordinates, feature-major (F, R)."""
+            """Raw feature columns of a block of R coordinates, feature-major (F, R) (a
+            list of F (R,) rows for the unrolled network)."""
             inv_rms = 1.0 / (jnp.sqrt(v) + self.eps)
+            if unrolled:
+                return [g, p, *m, *(m * inv_rms)]
             return jnp.concatenate([g[None], p[None], m, m * inv_rms], axis=0)
+
+        def sum_of_squares(x):
+            if unrolled:  # one reduction per row keeps each row's producer fused
+                return jnp.stack([jnp.sum(jnp.square(row)) for row in x])
+            return jnp.sum(jnp.square(x), axis=1)
 
         # Per leaf: new accumulators (elementwise) and the sums of squares of its features.
         # A leaf that fits in one block keeps its (F, n) features; a larger one recomputes
@@ -231,8 +278,9 @@ class MLPOptimizer(LearnedOptimizer):
             p = F.sanitize(jnp.ravel(jnp.asarray(param, jnp.float32)), F.GRAD_LIMIT)
             m = decays * m.reshape(decays.shape[0], -1) + (1.0 - decays) * g
             v = beta2 * jnp.ravel(v) + (1.0 - beta2) * jnp.square(g)
-            x = None if flat.is_blocked(g.shape[0], chunk_size) else features(g, p, m, v)
-            sums.append(jnp.sum(jnp.square(features(g, p, m, v) if x is None else x), axis=1))
+            blocked = not unrolled and flat.is_blocked(g.shape[0], chunk_size)
+            x = None if blocked else features(g, p, m, v)
+            sums.append(sum_of_squares(features(g, p, m, v) if x is None else x))
             leaves.append((x, g, p, m, v))
         if self.normalize_over == "all" and len(leaves) > 1:
             scales = [jax.lax.rsqrt(sum(sums) / layout.num_coordinates + 1e-12)] * len(leaves)
@@ -245,13 +293,21 @@ class MLPOptimizer(LearnedOptimizer):
             base_lr = jnp.exp(jnp.clip(theta["log_lr"], -EXP_LIMIT, EXP_LIMIT))
         layers = theta["mlp"]
         first = layers["layer_0"]
+        loss_stats = state.loss_stats
+        if self.loss_decays:
+            shared, loss_stats = self._loss_features(state, loss)
+            progress = jnp.concatenate([progress, shared])
         bias = first["b"] + progress @ first["w"][self.num_features :]
 
         def columns(scale, x, p, m, v):
             """Step of R coordinates from their raw features x (F, R) (feature-major), the
             params p (R,) and the new accumulators m (K, R), v (R,)."""
-            x = F.sanitize(x * scale[:, None], FEATURE_LIMIT)  # (F, R) normalised features
-            out = self._apply_mlp_features_major(layers, x, bias)
+            if unrolled:
+                rows = [F.sanitize(row * scale[i], FEATURE_LIMIT) for i, row in enumerate(x)]
+                out = self._apply_mlp_unrolled(layers, rows, bias)
+            else:
+                x = F.sanitize(x * scale[:, None], FEATURE_LIMIT)  # (F, R) normalised
+                out = self._apply_mlp_features_major(layers, x, bias)
             magnitude = jnp.clip(self.exp_mult * out[1], -EXP_LIMIT, EXP_LIMIT)
             if self.normalize_update:  # the learned term is scaled per tensor afterwards
                 learned = jnp.nan_to_num(out[0] * jnp.exp(magnitude))
@@ -289,8 +345,40 @@ class MLPOptimizer(LearnedOptimizer):
             second_moment.append(v.reshape(shape))
         treedef = layout.treedef
         new_state = MLPOptState(step, state.num_steps, jax.tree.unflatten(treedef, momenta),
-                                jax.tree.unflatten(treedef, second_moment))
+                                jax.tree.unflatten(treedef, second_moment), loss_stats)
         return jax.tree.unflatten(treedef, updates), new_state
+
+    def _loss_features(self, state: MLPOptState, loss: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The shared loss features of this step and the new ``loss_stats`` (module doc)."""
+        if loss is None:
+            raise ValueError(
+                f"{self!r} reads the loss (loss_decays={self.loss_decays}) but update got "
+                "loss=None; pass the current scalar loss: update(theta, grads, state, params, "
+                "loss), or value=loss to its optax transform.")
+        log_loss = jnp.log(jnp.maximum(jnp.asarray(loss, jnp.float32), 1e-30))
+        log_loss = F.sanitize(jnp.clip(log_loss, -70.0, 70.0), 70.0)  # a NaN loss counts as 1
+        first = state.step == 0
+        emas, initial = state.loss_stats[:-1], state.loss_stats[-1]
+        emas = jnp.where(first, log_loss, emas)
+        initial = jnp.where(first, log_loss, initial)
+        decays = jnp.asarray(self.loss_decays, jnp.float32)
+        shared = jnp.concatenate([jnp.tanh(log_loss - emas), jnp.tanh((log_loss - initial) / 5.0)[None]])
+        emas = decays * emas + (1.0 - decays) * log_loss
+        return shared, jnp.concatenate([emas, initial[None]])
+
+    def _apply_mlp_unrolled(self, layers: dict, rows: list, bias: jax.Array) -> list:
+        """relu MLP on F normalised (R,) feature rows -> ``num_outputs`` (R,) rows, written
+        as scalar-weight multiply-adds (h_j = sum_i w_ij x_i + b_j) that XLA fuses into one
+        elementwise loop. ``bias`` as in `_apply_mlp_features_major`."""
+        w = layers["layer_0"]["w"]
+        h = [sum(w[i, j] * row for i, row in enumerate(rows)) + bias[j]
+             for j in range(w.shape[1])]
+        for i in range(1, len(self.hidden_sizes) + 1):
+            layer = layers[f"layer_{i}"]
+            w, b = layer["w"], layer["b"]
+            a = [jax.nn.relu(x) for x in h]
+            h = [sum(w[k, j] * x for k, x in enumerate(a)) + b[j] for j in range(w.shape[1])]
+        return h
 
     def _apply_mlp_features_major(self, layers: dict, x: jax.Array, bias: jax.Array) -> jax.Array:
         """relu MLP on feature-major (F, R) inputs -> (num_outputs, R).

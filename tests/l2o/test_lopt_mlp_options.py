@@ -101,6 +101,37 @@ def test_normalized_update_blocked_equals_one_pass():
             np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6 * np.max(np.abs(y)))
 
 
+@pytest.mark.parametrize("config", [
+    {"hidden_sizes": (8, 8)},
+    {"hidden_sizes": (16, 4), "normalize_update": True, "fan_in_scaling": "inverse_sqrt"},
+    {"hidden_sizes": (8,), "nominal": False, "weight_decay": 0.01, "normalize_over": "all"},
+])
+def test_unrolled_small_network_equals_the_matmul_form(config, monkeypatch):
+    """Networks no wider than UNROLL_MAX_WIDTH run as scalar multiply-adds; the updates and
+    states equal the feature-major matmul form's (and its blocked one), also under vmap."""
+    from l2o import mlp
+
+    lopt = MLPOptimizer(**config)
+    assert lopt.unrolled
+    theta = _random_theta(lopt)
+    thetas = jax.tree.map(lambda x: jnp.stack([x, 0.7 * x]), theta)
+
+    def run(lopt):
+        state = lopt.init(theta, PARAMS, 20)
+        step = jax.jit(jax.vmap(lopt.update, in_axes=(0, None, None, None)))
+        updates, states = step(thetas, _grads(0), state, PARAMS)
+        return jax.tree.leaves(updates) + jax.tree.leaves(states)
+
+    unrolled = run(lopt)
+    monkeypatch.setattr(mlp, "UNROLL_MAX_WIDTH", 0)
+    assert not lopt.unrolled
+    for chunk_size in (0, 7):
+        matmul = run(dataclasses.replace(lopt, chunk_size=chunk_size))
+        for x, y in zip(unrolled, matmul):  # same sums in another order
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6 * np.max(np.abs(y)))
+        assert any(np.max(np.abs(np.asarray(x))) > 0 for x in unrolled[:4])
+
+
 @pytest.mark.parametrize("scaling, power", [("inverse_sqrt", 0.5), ("inverse", 1.0)])
 def test_fan_in_scaling_multiplies_each_tensor_update(scaling, power):
     base = MLPOptimizer(weight_decay=0.05, exp_mult=0.3)
