@@ -355,6 +355,10 @@ class MLPOptimizer(LearnedOptimizer):
                 f"{self!r} reads the loss (loss_decays={self.loss_decays}) but update got "
                 "loss=None; pass the current scalar loss: update(theta, grads, state, params, "
                 "loss), or value=loss to its optax transform.")
+        if state.loss_stats is None:
+            raise ValueError(
+                f"the state has no loss statistics but {self!r} reads the loss: it was made by "
+                "an MLPOptimizer without loss_decays; make it with this optimizer's init.")
         log_loss = jnp.log(jnp.maximum(jnp.asarray(loss, jnp.float32), 1e-30))
         log_loss = F.sanitize(jnp.clip(log_loss, -70.0, 70.0), 70.0)  # a NaN loss counts as 1
         first = state.step == 0

@@ -81,6 +81,9 @@ def test_missing_loss_is_a_clear_error():
     state = lopt.init(theta, PARAMS, 10)
     with pytest.raises(ValueError, match="reads the loss .* but update got loss=None"):
         lopt.update(theta, _grads(0), state, PARAMS)
+    plain_state = MLPOptimizer(hidden_sizes=(4,)).init(theta, PARAMS, 10)
+    with pytest.raises(ValueError, match="state has no loss statistics.*without loss_decays"):
+        lopt.update(theta, _grads(0), plain_state, PARAMS, jnp.float32(1.0))
     tx = lopt.as_optax(theta, num_steps=10)
     with pytest.raises(ValueError, match="value"):
         tx.update(_grads(0), tx.init(PARAMS), PARAMS)
