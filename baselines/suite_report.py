@@ -211,12 +211,13 @@ def plot_summary(results: SuiteResults, path: Path) -> None:
         right.scatter([high_edge] * gone.sum(), [i] * gone.sum(), marker="x", color="C3")
     left.axvline(1.0, color="grey", lw=0.8)
     left.set_yticks(y, rows)
-    left.set_xlabel("speedup over tuned Adam (o IQM, x median; 95% CI)")
+    left.set_xlabel("speedup over tuned Adam\n(o IQM, x median; 95% CI)")
     right.axvline(1.0, color="grey", lw=0.8)
     right.set_xscale("log")
-    right.set_xlabel("final train loss ÷ tuned Adam's, per problem (x: diverged)")
+    right.set_xlim(low_edge / 1.5, high_edge * 1.5)
+    right.set_xlabel("final train loss ÷ tuned Adam's\nper problem (x: diverged)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
