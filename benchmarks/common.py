@@ -169,6 +169,12 @@ def merge_results(path: Path, section: str, data: dict[str, Any], info: dict[str
     return merged
 
 
+def significant(x: float, digits: int = 4) -> float:
+    """``x`` rounded to ``digits`` significant digits (timings of a millisecond keep their
+    precision, unlike a fixed number of decimals)."""
+    return float(f"{x:.{digits}g}")
+
+
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
     """Plain-text table with right-aligned columns; floats printed with 3 significant digits."""
 

@@ -173,12 +173,13 @@ def run_config(name: str, args, family, peak: float) -> dict[str, Any]:
     flops = step_flops(system, theta, layout, state["es"], inner_step)
     t_engine, t_ref = times["engine"]["median_s"], times["reference"]["median_s"]
     inner_steps = estimator.num_particles * args.trunc_length
+    sig = common.significant
     entry.update({
-        "engine_s": round(t_engine, 4), "reference_s": round(t_ref, 4),
-        "engine_min_s": round(times["engine"]["min_s"], 4),
-        "reference_min_s": round(times["reference"]["min_s"], 4),
-        "engine_cpu_s": round(times["engine"]["cpu_median_s"], 4),
-        "reference_cpu_s": round(times["reference"]["cpu_median_s"], 4),
+        "engine_s": sig(t_engine), "reference_s": sig(t_ref),
+        "engine_min_s": sig(times["engine"]["min_s"]),
+        "reference_min_s": sig(times["reference"]["min_s"]),
+        "engine_cpu_s": sig(times["engine"]["cpu_median_s"]),
+        "reference_cpu_s": sig(times["reference"]["cpu_median_s"]),
         "ratio_cpu_time": round(times["engine"]["cpu_median_s"] / times["reference"]["cpu_median_s"], 3),
         "ratio_engine_to_reference": round(t_engine / t_ref, 3),
         "engine_inner_steps_per_s": round(inner_steps / t_engine, 1),
@@ -190,9 +191,9 @@ def run_config(name: str, args, family, peak: float) -> dict[str, Any]:
     if args.breakdown:
         t_unroll, t_task = times["unroll"]["median_s"], times["task"]["median_s"]
         entry["breakdown_s"] = {
-            "task_gradients": round(t_task, 4),
-            "learned_optimizer": round(t_unroll - t_task, 4),
-            "estimator": round(t_engine - t_unroll, 4),
+            "task_gradients": sig(t_task),
+            "learned_optimizer": sig(t_unroll - t_task),
+            "estimator": sig(t_engine - t_unroll),
         }
     return entry
 

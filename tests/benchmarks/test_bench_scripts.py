@@ -57,6 +57,14 @@ def test_parse_ints_rejects_bad_input():
         common.parse_ints("0", "--sizes")
 
 
+def test_significant_keeps_the_precision_of_short_timings():
+    """Millisecond timings keep 4 significant digits (4 decimals would leave 0.0018 of
+    0.00176 and skew the ratios computed from them by several percent)."""
+    assert common.significant(0.0017649) == 0.001765
+    assert common.significant(12345.6) == 12350.0
+    assert common.significant(-0.00012344, 3) == -0.000123
+
+
 def test_layout_and_saturation():
     assert meta_throughput.layout(1, 8) == (1, 0)
     assert meta_throughput.layout(4, 8) == (2, 1)
