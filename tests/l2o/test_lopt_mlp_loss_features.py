@@ -36,12 +36,12 @@ def test_loss_stats_and_features_follow_the_formula():
     assert lopt.uses_loss and lopt.feature_names()[-3:] == [
         "tanh(log loss - ema_0.5)", "tanh(log loss - ema_0.9)", "tanh((log loss - log loss_0)/5)"]
     theta = lopt.init_meta_params(jax.random.key(1))
-    state = lopt.init(theta, PARAMS, 10)
+    state, update = lopt.init(theta, PARAMS, 10), jax.jit(lopt.update)
     got = []
     for t, loss in enumerate(LOSSES):
         shared, _ = lopt._loss_features(state, jnp.float32(loss))
         got.append(np.asarray(shared))
-        _, state = jax.jit(lopt.update)(theta, _grads(t), state, PARAMS, jnp.float32(loss))
+        _, state = update(theta, _grads(t), state, PARAMS, jnp.float32(loss))
     want, emas, first = _reference_shared_features(LOSSES, DECAYS)
     np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(state.loss_stats), emas + [first], rtol=1e-5)
@@ -60,9 +60,9 @@ def test_zero_loss_weights_give_the_plain_optimizer_and_weights_change_the_step(
         "w": jnp.concatenate([w0, jnp.zeros((extra, w0.shape[1]))]), "b": theta["mlp"]["layer_0"]["b"]})
 
     def run(lopt, theta):
-        state = lopt.init(theta, PARAMS, 10)
+        state, update = lopt.init(theta, PARAMS, 10), jax.jit(lopt.update)
         for t, loss in enumerate(LOSSES):
-            updates, state = jax.jit(lopt.update)(theta, _grads(t), state, PARAMS, jnp.float32(loss))
+            updates, state = update(theta, _grads(t), state, PARAMS, jnp.float32(loss))
         return updates
 
     want = run(plain, theta)

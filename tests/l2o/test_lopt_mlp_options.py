@@ -41,10 +41,10 @@ def _grads(step):
 
 def _updates(lopt, theta, steps=3):
     """Updates of each of ``steps`` steps from the same gradients, params held fixed."""
-    state = lopt.init(theta, PARAMS, 20)
+    state, update = lopt.init(theta, PARAMS, 20), jax.jit(lopt.update)
     out = []
     for t in range(steps):
-        updates, state = jax.jit(lopt.update)(theta, _grads(t), state, PARAMS)
+        updates, state = update(theta, _grads(t), state, PARAMS)
         out.append(updates)
     return out
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
+import pytest
 
 import l2o
 from meta_train.inner import LearnedOptimizerSystem
@@ -75,6 +76,7 @@ def test_four_device_mixture_matches_one_device(tmp_path):
     assert result["resumed"] == sharded
 
 
+@pytest.mark.slow  # the four-device test covers the sharded path by default
 def test_one_device_mesh_equals_the_plain_mixture():
     lopt = l2o.MLPOptimizer(hidden_sizes=(4,))
     theta = lopt.init_meta_params(jax.random.PRNGKey(0))

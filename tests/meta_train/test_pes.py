@@ -176,10 +176,12 @@ def test_rejects_bad_settings():
         ESGradientEstimator(object.__new__(type("Half", (), {"init": lambda s: 0})), THETA)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", [s if s == "pes" else pytest.param(s, marks=pytest.mark.slow)
+                                      for s in STRATEGIES])
 def test_particles_in_groups_give_the_vmapped_estimate(strategy):
     """particle_batch (lax.map over groups of particles, one group not full) changes the
-    loop order only: states, resets and gradients equal the all-at-once vmap."""
+    loop order only: states, resets and gradients equal the all-at-once vmap (PES by
+    default; the other strategies share the grouping code and run with the slow tests)."""
     import l2o
     from helpers.toy_family import toy_family
     from meta_train.inner import LearnedOptimizerSystem
