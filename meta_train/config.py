@@ -38,7 +38,7 @@ from meta_train.config_fields import (
 )
 from meta_train.distributed import check_process_args
 from meta_train.inner import META_LOSS_SPLITS
-from meta_train.objective import META_LOSS_KINDS
+from meta_train.objective import META_LOSS_KINDS, TINY_RATIO
 from meta_train.pes import FITNESS_SHAPINGS, STRATEGIES
 from meta_train.sharding import mesh_shape
 from meta_train.truncation import horizon_range_error, trunc_length_error
@@ -90,7 +90,8 @@ class Recipe(_Validated):
       horizon / trunc_length: inner run length H and truncation K (K divides H).
       num_tasks / num_pairs: tasks per outer step and antithetic pairs per task.
       seed: PRNG seed.
-      meta_loss / meta_loss_split / max_ratio: meta-objective (see `meta_train.objective`).
+      meta_loss / meta_loss_split / max_ratio / min_ratio: meta-objective (see
+        `meta_train.objective`; ``min_ratio`` floors the ``"log"`` kind).
       stagger: start tasks at staggered inner steps.
       mixture: None (train on ``family``) or a non-empty list of entries ``{"family",
         "weight", "overrides", "augment"}`` (`tasks.mixtures.check_entry`; stored in full
@@ -123,6 +124,7 @@ class Recipe(_Validated):
     meta_loss: str = setting("log", choices=META_LOSS_KINDS)
     meta_loss_split: str = setting("train_batch", choices=META_LOSS_SPLITS)
     max_ratio: float = setting(10.0, positive=True)
+    min_ratio: float = setting(TINY_RATIO, positive=True)
     stagger: bool = True
     mixture: list | None = None
     augment: dict = setting(default_factory=dict)
@@ -138,6 +140,10 @@ class Recipe(_Validated):
 
     def _relation_errors(self) -> list[str]:
         errors = super()._relation_errors()
+        if (isinstance(self.min_ratio, float) and isinstance(self.max_ratio, float)
+                and not self.min_ratio < self.max_ratio):
+            errors.append(f"min_ratio ({self.min_ratio!r}) must be below max_ratio "
+                          f"({self.max_ratio!r})")
         problem = trunc_length_error(self.horizon, self.trunc_length)
         if problem:
             errors.append(problem)
@@ -174,7 +180,8 @@ class RunSettings(_Validated):
       outer_steps: total outer steps (a resumed run may go further).
       heldout_family: task family of the held-out evaluation (its ``"heldout"`` split;
         default: of ``family``).
-      eval_every / eval_tasks: held-out evaluation period (0 = only at the end) and size.
+      eval_every / eval_tasks: held-out evaluation period (0 = only at the end) and size;
+        every evaluation of a run uses the same held-out tasks and batches.
       ckpt_every / log_every: checkpoint and metrics periods in outer steps (0 = never).
       out_dir: run directory (config, metrics, checkpoints, final theta).
       shard / num_devices: split the particle axis over devices (`meta_train.sharding`);

@@ -35,7 +35,7 @@ import optax
 from flax import struct
 
 from l2o.base import LearnedOptimizer
-from meta_train.objective import check_kind, loss_scale, meta_loss_term
+from meta_train.objective import TINY_RATIO, check_kind, loss_scale, meta_loss_term
 from meta_train.truncation import horizon_range_error, sample_horizon
 
 META_LOSS_SPLITS: tuple[str, ...] = ("train_batch", "train", "test")
@@ -85,6 +85,7 @@ class LearnedOptimizerSystem:
       meta_loss_split: ``"train_batch"`` (free), ``"train"`` or ``"test"`` (one extra
         ``eval_loss`` forward pass per step).
       max_ratio: clip of the loss relative to the run's initial loss.
+      min_ratio: floor of the ``"log"`` meta-loss relative to the initial loss.
     """
 
     family: Any
@@ -93,6 +94,7 @@ class LearnedOptimizerSystem:
     meta_loss: str = "log"
     meta_loss_split: str = "train_batch"
     max_ratio: float = 10.0
+    min_ratio: float = TINY_RATIO
     horizon_range: tuple[int, int] | None = None
     horizon_multiple: int = 1
 
@@ -113,6 +115,9 @@ class LearnedOptimizerSystem:
             raise ValueError(f"horizon must be a positive int, got {self.horizon!r}.")
         if not self.max_ratio > 0:
             raise ValueError(f"max_ratio must be > 0, got {self.max_ratio!r}.")
+        if not 0 < self.min_ratio < self.max_ratio:
+            raise ValueError(f"min_ratio must be in (0, max_ratio={self.max_ratio!r}), got "
+                             f"{self.min_ratio!r}.")
         if self.horizon_range is not None:
             problem = horizon_range_error(self.horizon_range, self.horizon_multiple)
             if problem:
@@ -185,7 +190,8 @@ class LearnedOptimizerSystem:
         else:
             eval_key = jax.random.fold_in(batch_key, 1)
             tracked = task.eval_loss(params, eval_key, self.meta_loss_split)
-        term = meta_loss_term(tracked, state.loss_scale, self.meta_loss, self.max_ratio)
+        term = meta_loss_term(tracked, state.loss_scale, self.meta_loss, self.max_ratio,
+                              self.min_ratio)
         new_state = state.replace(params=params, opt_state=opt_state,
                                   inner_step=state.inner_step + 1)
         return new_state, loss, term

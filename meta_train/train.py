@@ -122,6 +122,7 @@ def build(
         LearnedOptimizerSystem(
             family=f, lopt=lopt, horizon=config.horizon, meta_loss=config.meta_loss,
             meta_loss_split=config.meta_loss_split, max_ratio=config.max_ratio,
+            min_ratio=config.min_ratio,
             horizon_range=None if config.horizon_range is None else tuple(config.horizon_range),
             horizon_multiple=config.trunc_length,
         ) for f in families)
@@ -213,7 +214,7 @@ def make_runner(config: MetaTrainConfig, estimator: Any) -> Any:
 def _bounds(config: MetaTrainConfig) -> tuple[float, float]:
     from meta_train.objective import meta_loss_bounds
 
-    return meta_loss_bounds(config.meta_loss, config.max_ratio)
+    return meta_loss_bounds(config.meta_loss, config.max_ratio, config.min_ratio)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -331,7 +332,9 @@ def train(
     elif log is not None:
         log.truncate(None)
 
-    eval_key = jax.random.fold_in(root_key, 2)
+    # Every evaluation (periodic and final) uses the same held-out tasks and batches, so
+    # the eval_* columns of metrics.csv are comparable across steps and with final_eval.
+    eval_key = jax.random.fold_in(jax.random.fold_in(root_key, 2), -1 % (2**31))
     t_start = time.perf_counter()
     t_last, step_last = t_start, start_step
     bar = tqdm(total=config.outer_steps, initial=start_step, disable=not (progress and primary),
@@ -355,7 +358,7 @@ def train(
                 t_last, step_last, nonfinite_since_log = now, step, jnp.int32(0)
                 if do_eval:
                     theta = runner.theta(state)
-                    evaluated = _eval(components, config, theta, jax.random.fold_in(eval_key, step))
+                    evaluated = _eval(components, config, theta, eval_key)
                     row.update({f"eval_{k}": v for k, v in evaluated.items()})
                 log.write(row)
                 bar.set_postfix(meta_loss=f"{row['meta_loss']:.4f}",
@@ -382,10 +385,9 @@ def train(
 
     wall_time = wall_offset + time.perf_counter() - t_start
     theta = runner.theta(state)
-    final_key = jax.random.fold_in(eval_key, -1 % (2**31))
     final_eval = {
-        "trained": _eval(components, config, theta, final_key),
-        "initial": _eval(components, config, components.theta_init, final_key),
+        "trained": _eval(components, config, theta, eval_key),
+        "initial": _eval(components, config, components.theta_init, eval_key),
     }
     steps = int(distributed.to_host(state.step))
     theta_path = run_dir / "theta"

@@ -35,6 +35,8 @@ def test_defaults_roundtrip_through_json(tmp_path):
         ({"sigma": "big"}, TypeError, "sigma must be a number"),
         ({"lopt_config": [1]}, TypeError, "lopt_config must be a dict"),
         ({"stagger": 1}, TypeError, "stagger must be true or false"),
+        ({"min_ratio": 20.0}, ValueError, "min_ratio \\(20.0\\) must be below max_ratio \\(10.0\\)"),
+        ({"min_ratio": 0.0}, ValueError, "min_ratio must be > 0, got 0.0"),
     ],
 )
 def test_invalid_fields_are_explained(fields, error, match):

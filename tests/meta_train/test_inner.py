@@ -135,6 +135,23 @@ def test_meta_loss_terms_clip_and_keep_nans():
     assert int(count) == 2
 
 
+def test_log_meta_loss_floor_min_ratio():
+    scale = jnp.float32(2.0)
+    # 1e-6 of the initial loss is floored at 1e-4; above the floor the log is unchanged.
+    np.testing.assert_allclose(
+        meta_loss_term(jnp.float32(2e-6), scale, "log", 10.0, min_ratio=1e-4), math.log(1e-4),
+        rtol=1e-6)
+    np.testing.assert_allclose(
+        meta_loss_term(jnp.float32(2e-3), scale, "log", 10.0, min_ratio=1e-4), math.log(1e-3),
+        rtol=1e-5)
+    # the floor does not touch the other kinds
+    np.testing.assert_allclose(
+        meta_loss_term(jnp.float32(2e-6), scale, "normalized", 10.0, min_ratio=1e-4), 1e-6)
+    assert meta_loss_bounds("log", 10.0, 1e-4) == (math.log(1e-4), math.log(10.0))
+    with pytest.raises(ValueError, match=r"min_ratio must be in \(0, max_ratio=10.0\); got 20.0"):
+        meta_loss_bounds("log", 10.0, 20.0)
+
+
 def test_nan_task_makes_unroll_nonfinite(toy_family):
     def poisoned_task(cfg):
         task = toy_family.task(cfg)
@@ -153,6 +170,8 @@ def test_rejects_bad_settings(toy_family):
         LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=4, meta_loss_split="valid")
     with pytest.raises(ValueError, match="horizon must be a positive int, got 0"):
         LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=0)
+    with pytest.raises(ValueError, match=r"min_ratio must be in \(0, max_ratio=10.0\), got 0.0"):
+        LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=4, min_ratio=0.0)
 
 
 def _real_optimizers():
