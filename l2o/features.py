@@ -76,3 +76,26 @@ def progress_features(step: jax.Array, num_steps: jax.Array, scales: Sequence[fl
     """
     fraction = jnp.asarray(step, jnp.float32) / jnp.maximum(jnp.asarray(num_steps, jnp.float32), 1.0)
     return jnp.tanh(jnp.asarray(scales, jnp.float32) * fraction)
+
+
+# fan_in_scaling -> exponent p of the per-tensor update multiplier fan_in^-p (muLO's
+# muP-style scaling of learned optimizers).
+FAN_IN_SCALINGS = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0}
+
+
+def fan_in(shape: tuple[int, ...]) -> int:
+    """Fan-in of a parameter tensor: product of all but the last axis for >= 2-d tensors
+    (dense kernels (in, out), convolution kernels (h, w, in, out)), 1 for vectors/scalars."""
+    return math.prod(shape[:-1]) if len(shape) >= 2 else 1
+
+
+def fan_in_multiplier(shape: tuple[int, ...], scaling: str) -> float:
+    """``fan_in(shape) ** -p`` for the exponent p of ``scaling`` (`FAN_IN_SCALINGS`)."""
+    return float(fan_in(shape)) ** -FAN_IN_SCALINGS[scaling]
+
+
+def check_fan_in_scaling(scaling: str) -> None:
+    """Raise `ValueError` unless ``scaling`` is a key of `FAN_IN_SCALINGS`."""
+    if scaling not in FAN_IN_SCALINGS:
+        raise ValueError(
+            f"fan_in_scaling must be one of {sorted(FAN_IN_SCALINGS)}; got {scaling!r}.")

@@ -13,6 +13,20 @@ All N coordinates (every leaf, concatenated) run as one batch, so each layer is 
 
 With ``use_loss=True`` a global input u = clip(log(loss), -25, 25) / 10 (the same for
 every coordinate) is added; its contribution W^u u is folded into the first layer's bias.
+``progress_scales`` (e.g. ``(1, 3, 10, 30)``; empty by default) adds the training-progress
+inputs tanh(s t / T) shared by every coordinate, folded into the bias the same way.
+
+Nominal term (``nominal_lr`` set; Harrison et al. 2022, as in `l2o.mlp`): the LSTM then
+modulates a stable Adam step instead of producing the whole update. With Adam's
+accumulators m, v (decays 0.9, 0.999; bias-corrected m_hat, v_hat) and a second output
+head a = h_L w_lr + b_lr (zero at init)::
+
+    update = -exp(log_lr + a) * m_hat / (sqrt(v_hat) + 1e-8) + output_scale * (h_L w_out + b_out)
+
+``log_lr`` is a meta-parameter initialised to log(nominal_lr). ``fan_in_scaling``
+("none", "inverse_sqrt", "inverse"; muLO) multiplies each tensor's whole update by
+``fan_in^-1/2`` or ``fan_in^-1`` (`l2o.features.fan_in`). Without the nominal term the
+state's ``adam_m``/``adam_v`` are empty, and the update is the LSTM's output alone.
 Because |h| < 1 the update is bounded by output_scale * (|w_out|_1 + |b_out|). On CPU the
 rows run in blocks of ``chunk_size`` (see `l2o.flat.map_rows`), so the (rows, 4H) gate
 activations stay in cache; state is stored coordinate-major, (N, L, H).
@@ -49,6 +63,7 @@ class LSTMOptState:
       hidden: (N, L, H) float32 hidden states.
       cell: (N, L, H) float32 cell states.
       momentum: (N,) float32 gradient momentum (zeros unless momentum_decay is set).
+      adam_m, adam_v: (N,) float32 accumulators of the nominal Adam term ((0,) without it).
     """
 
     step: jax.Array
@@ -56,6 +71,8 @@ class LSTMOptState:
     hidden: jax.Array
     cell: jax.Array
     momentum: jax.Array
+    adam_m: jax.Array = None
+    adam_v: jax.Array = None
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -70,8 +87,14 @@ class LSTMOptimizer(LearnedOptimizer):
     use_loss: bool = False
     forget_bias: float = 1.0
     chunk_size: int | None = None
+    progress_scales: tuple[float, ...] = ()
+    nominal_lr: float | None = None
+    fan_in_scaling: str = "none"
 
     name: ClassVar[str] = "lstm"
+    NOMINAL_BETAS: ClassVar[tuple[float, float]] = (0.9, 0.999)
+    NOMINAL_EPS: ClassVar[float] = 1e-8
+    EXP_LIMIT: ClassVar[float] = 20.0
 
     def __post_init__(self):
         if int(self.hidden_size) != self.hidden_size or self.hidden_size < 1:
@@ -85,6 +108,12 @@ class LSTMOptimizer(LearnedOptimizer):
             raise ValueError(
                 f"momentum_decay must be None or in [0, 1); got {self.momentum_decay!r}."
             )
+        object.__setattr__(self, "progress_scales", tuple(float(s) for s in self.progress_scales))
+        if any(not s > 0 for s in self.progress_scales):
+            raise ValueError(f"progress_scales must be positive; got {self.progress_scales!r}.")
+        if self.nominal_lr is not None and not self.nominal_lr > 0:
+            raise ValueError(f"nominal_lr must be None or > 0; got {self.nominal_lr!r}.")
+        F.check_fan_in_scaling(self.fan_in_scaling)
 
     @property
     def uses_loss(self) -> bool:
@@ -103,12 +132,15 @@ class LSTMOptimizer(LearnedOptimizer):
             names += [f"log|m_{self.momentum_decay}|/p or -1", f"sign(m_{self.momentum_decay}) or e^p m"]
         if self.use_loss:
             names.append("log(loss)/10")
+        names += [f"tanh({s:g} t/T)" for s in self.progress_scales]
         return names
 
     def init_meta_params(self, key: jax.Array) -> dict:
         """theta = {"layer_l": {"w": (in_l + H, 4H), "b": (4H,)[, "w_global": (1, 4H)]},
         "output": {"w": (H,), "b": ()}}; uniform(+-1/sqrt(H)) weights, forget-gate bias
-        ``forget_bias`` (gate order i, f, g, o)."""
+        ``forget_bias`` (gate order i, f, g, o). ``progress_scales`` add
+        ``layer_0.w_progress`` (S, 4H); the nominal term adds ``log_lr`` () and the zero
+        head ``lr_head`` {"w": (H,), "b": ()}."""
         hidden = self.hidden_size
         bound = 1.0 / math.sqrt(hidden)
         keys = jax.random.split(key, self.num_layers + 2)
@@ -124,10 +156,18 @@ class LSTMOptimizer(LearnedOptimizer):
             theta["layer_0"]["w_global"] = jax.random.uniform(
                 keys[-2], (1, 4 * hidden), jnp.float32, -bound, bound
             )
+        if self.progress_scales:
+            theta["layer_0"]["w_progress"] = jax.random.uniform(
+                jax.random.fold_in(keys[-2], 1), (len(self.progress_scales), 4 * hidden),
+                jnp.float32, -bound, bound)
         theta["output"] = {
             "w": jax.random.uniform(keys[-1], (hidden,), jnp.float32, -bound, bound),
             "b": jnp.zeros((), jnp.float32),
         }
+        if self.nominal_lr is not None:
+            theta["log_lr"] = jnp.asarray(math.log(self.nominal_lr), jnp.float32)
+            theta["lr_head"] = {"w": jnp.zeros((hidden,), jnp.float32),
+                                "b": jnp.zeros((), jnp.float32)}
         return theta
 
     def init(self, theta: dict, params: Any, num_steps: int | jax.Array) -> LSTMOptState:
@@ -136,12 +176,15 @@ class LSTMOptimizer(LearnedOptimizer):
         check_num_steps(num_steps, "LSTMOptimizer.init")
         n = flat.tree_layout(params).num_coordinates
         zeros = jnp.zeros((n, self.num_layers, self.hidden_size), jnp.float32)
+        adam = jnp.zeros((n if self.nominal_lr is not None else 0,), jnp.float32)
         return LSTMOptState(
             step=jnp.zeros((), jnp.int32),
             num_steps=jnp.asarray(num_steps, jnp.int32),
             hidden=zeros,
             cell=zeros,
             momentum=jnp.zeros((n,), jnp.float32),
+            adam_m=adam,
+            adam_v=adam,
         )
 
     def update(
@@ -172,6 +215,10 @@ class LSTMOptimizer(LearnedOptimizer):
             log_loss = jnp.log(jnp.maximum(jnp.asarray(loss, jnp.float32), 1e-30))
             global_input = F.sanitize(jnp.clip(log_loss, -25.0, 25.0) / 10.0, 3.0)
             biases[0] = biases[0] + global_input * theta["layer_0"]["w_global"][0]
+        if self.progress_scales:
+            progress = F.progress_features(state.step, state.num_steps, self.progress_scales)
+            biases[0] = biases[0] + progress @ theta["layer_0"]["w_progress"]
+        nominal = self.nominal_lr is not None
 
         def rows(x, hidden, cell):
             """LSTM stack on a block of rows: x (R, in), hidden/cell (R, L, H)."""
@@ -184,10 +231,33 @@ class LSTMOptimizer(LearnedOptimizer):
                 new_hidden.append(x)
                 new_cell.append(c)
             out = self.output_scale * (x @ theta["output"]["w"] + theta["output"]["b"])
+            if nominal:  # second head: log-lr modulation of the nominal Adam step
+                out = jnp.stack([out, x @ theta["lr_head"]["w"] + theta["lr_head"]["b"]], 1)
             return jnp.nan_to_num(out), jnp.stack(new_hidden, 1), jnp.stack(new_cell, 1)
 
         chunk_size = flat.resolve_chunk_size(self.chunk_size)
         out, hidden, cell = flat.map_rows(rows, x, state.hidden, state.cell, chunk_size=chunk_size)
+        adam_m, adam_v = state.adam_m, state.adam_v
+        if nominal:
+            out, adam_m, adam_v = self._nominal(theta, state, g, out[:, 0], out[:, 1])
         updates = flat.unflatten(out, layout)
-        new_state = LSTMOptState(state.step + 1, state.num_steps, hidden, cell, momentum)
+        if self.fan_in_scaling != "none":
+            updates = jax.tree.map(
+                lambda u: (u * F.fan_in_multiplier(u.shape, self.fan_in_scaling)).astype(u.dtype),
+                updates)
+        new_state = LSTMOptState(state.step + 1, state.num_steps, hidden, cell, momentum,
+                                 adam_m, adam_v)
         return updates, new_state
+
+    def _nominal(self, theta: dict, state: LSTMOptState, g: jax.Array, learned: jax.Array,
+                 log_lr_mod: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(update, adam_m, adam_v)``: the learned term plus the modulated Adam step."""
+        b1, b2 = self.NOMINAL_BETAS
+        adam_m = b1 * state.adam_m + (1.0 - b1) * g
+        adam_v = b2 * state.adam_v + (1.0 - b2) * jnp.square(g)
+        t = (state.step + 1).astype(jnp.float32)
+        m_hat = adam_m / (1.0 - b1**t)
+        v_hat = adam_v / (1.0 - b2**t)
+        log_lr = jnp.clip(theta["log_lr"] + log_lr_mod, -self.EXP_LIMIT, self.EXP_LIMIT)
+        step = jnp.exp(log_lr) * m_hat / (jnp.sqrt(v_hat) + self.NOMINAL_EPS)
+        return jnp.nan_to_num(learned - step), adam_m, adam_v

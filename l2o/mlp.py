@@ -62,6 +62,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from l2o import features as F
+from l2o.features import FAN_IN_SCALINGS, fan_in  # noqa: F401  (re-exported)
 from l2o import flat
 from l2o.base import LearnedOptimizer
 from l2o.validation import check_chunk_size, check_num_steps, check_update_inputs
@@ -71,17 +72,9 @@ EXP_LIMIT = 20.0  # clip of every exponent (step multipliers stay below e^20)
 CPU_CHUNK = 16384  # coordinates per block on CPU (chunk_size=None)
 UNROLL_MAX_WIDTH = 16  # networks no wider than this run as unrolled elementwise ops
 UPDATE_RMS_EPS = 1e-12  # under the square root of the learned term's per-tensor mean square
-# fan_in_scaling -> exponent p of the per-tensor update multiplier fan_in^-p.
-FAN_IN_SCALINGS = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0}
 # Named small configs (first-class, e.g. ``registry.get("mlp-2x8")``).
 PRESETS = {"mlp-2x8": {"hidden_sizes": (8, 8)}, "mlp-2x16": {"hidden_sizes": (16, 16)},
            "mlp-2x32": {"hidden_sizes": (32, 32)}}
-
-
-def fan_in(shape: tuple[int, ...]) -> int:
-    """Fan-in of a parameter tensor: product of all but the last axis for >= 2-d tensors
-    (dense kernels (in, out), convolution kernels (h, w, in, out)), 1 for vectors/scalars."""
-    return math.prod(shape[:-1]) if len(shape) >= 2 else 1
 
 
 @struct.dataclass
@@ -153,11 +146,7 @@ class MLPOptimizer(LearnedOptimizer):
         if self.nominal and not self.nominal_lr > 0:
             raise ValueError(f"nominal_lr must be > 0; got {self.nominal_lr}.")
         check_chunk_size(self.chunk_size)
-        if self.fan_in_scaling not in FAN_IN_SCALINGS:
-            raise ValueError(
-                f"fan_in_scaling must be one of {sorted(FAN_IN_SCALINGS)}; got "
-                f"{self.fan_in_scaling!r}."
-            )
+        F.check_fan_in_scaling(self.fan_in_scaling)
         if self.normalize_over not in ("tensor", "all"):
             raise ValueError(
                 f"normalize_over must be 'tensor' or 'all'; got {self.normalize_over!r}."
@@ -337,7 +326,7 @@ class MLPOptimizer(LearnedOptimizer):
                 learned, rest = delta
                 rms = jnp.sqrt(jnp.mean(jnp.square(learned)) + UPDATE_RMS_EPS)
                 delta = -jnp.nan_to_num(self.step_mult * (learned / rms) + rest)
-            multiplier = float(fan_in(shape)) ** -FAN_IN_SCALINGS[self.fan_in_scaling]
+            multiplier = F.fan_in_multiplier(shape, self.fan_in_scaling)
             if multiplier != 1.0:
                 delta = delta * multiplier
             updates.append(delta.reshape(shape).astype(dtype))

@@ -180,7 +180,8 @@ def test_guarded_optimizer_round_trips_through_files(tmp_path):
     record = json.loads((tmp_path / "g.json").read_text())
     assert record["architecture"] == "guarded"
     assert record["config"] == {
-        "learned": {"architecture": "lstm", "config": guarded.learned.to_config()},
+        "learned": {"architecture": "lstm",
+                    "config": json.loads(json.dumps(guarded.learned.to_config()))},
         "fallback": {"name": "sgd", "learning_rate": 0.1}, "shadow": True, "smoothing": 0.25,
         "switch_gap": 0.0025, "reset_gap": 0.1}
     loaded = l2o.load(tmp_path / "g")
