@@ -26,8 +26,8 @@ head a = h_L w_lr + b_lr (zero at init)::
 ``log_lr`` is a meta-parameter initialised to log(nominal_lr). ``fan_in_scaling``
 ("none", "inverse_sqrt", "inverse"; muLO) multiplies each tensor's whole update by
 ``fan_in^-1/2`` or ``fan_in^-1`` (`l2o.features.fan_in`). Without the nominal term the
-state's ``adam_m``/``adam_v`` are empty, and the update is the LSTM's output alone.
-Because |h| < 1 the update is bounded by output_scale * (|w_out|_1 + |b_out|). On CPU the
+state's ``adam_m``/``adam_v`` are empty, and the update is the LSTM's output alone;
+then, because |h| < 1, the update is bounded by output_scale * (|w_out|_1 + |b_out|). On CPU the
 rows run in blocks of ``chunk_size`` (see `l2o.flat.map_rows`), so the (rows, 4H) gate
 activations stay in cache; state is stored coordinate-major, (N, L, H).
 """
