@@ -140,3 +140,16 @@ def test_checkpoint_rejects_other_structures(tmp_path):
     back, _ = load_checkpoint(path, {"k": jax.random.key(0)})
     np.testing.assert_array_equal(jax.random.key_data(back["k"]), jax.random.key_data(typed["k"]))
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_every_evaluation_uses_the_final_evaluations_tasks(tmp_path):
+    """The periodic evaluation at the last step scores the final theta on the same tasks
+    and batches as final_eval, so it equals final_eval["trained"]; the eval curve is
+    comparable across steps."""
+    cfg = _config(tmp_path / "run", outer_steps=4, eval_every=2)
+    result = train(cfg, progress=False, components=_components(cfg))
+    rows = {int(r["step"]): r for r in _rows(result.metrics_path)}
+    assert rows[2]["eval_final_train_loss"] != "" and rows[3]["eval_final_train_loss"] == ""
+    for key in ("final_train_loss", "final_test_loss"):
+        np.testing.assert_allclose(float(rows[4][f"eval_{key}"]),
+                                   result.final_eval["trained"][key], rtol=1e-6)
