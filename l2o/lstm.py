@@ -26,7 +26,7 @@ head a = h_L w_lr + b_lr (zero at init)::
 ``log_lr`` is a meta-parameter initialised to log(nominal_lr). ``fan_in_scaling``
 ("none", "inverse_sqrt", "inverse"; muLO) multiplies each tensor's whole update by
 ``fan_in^-1/2`` or ``fan_in^-1`` (`l2o.features.fan_in`). Without the nominal term the
-state's ``adam_m``/``adam_v`` are empty, and the update is the LSTM's output alone;
+state's ``adam_m``/``adam_v`` are None, and the update is the LSTM's output alone;
 then, because |h| < 1, the update is bounded by output_scale * (|w_out|_1 + |b_out|). On CPU the
 rows run in blocks of ``chunk_size`` (see `l2o.flat.map_rows`), so the (rows, 4H) gate
 activations stay in cache; state is stored coordinate-major, (N, L, H).
@@ -63,7 +63,7 @@ class LSTMOptState:
       hidden: (N, L, H) float32 hidden states.
       cell: (N, L, H) float32 cell states.
       momentum: (N,) float32 gradient momentum (zeros unless momentum_decay is set).
-      adam_m, adam_v: (N,) float32 accumulators of the nominal Adam term ((0,) without it).
+      adam_m, adam_v: (N,) float32 accumulators of the nominal Adam term (None without it).
     """
 
     step: jax.Array
@@ -176,7 +176,8 @@ class LSTMOptimizer(LearnedOptimizer):
         check_num_steps(num_steps, "LSTMOptimizer.init")
         n = flat.tree_layout(params).num_coordinates
         zeros = jnp.zeros((n, self.num_layers, self.hidden_size), jnp.float32)
-        adam = jnp.zeros((n if self.nominal_lr is not None else 0,), jnp.float32)
+        # None without the nominal term: no extra leaves, the plain LSTM's state as before.
+        adam = jnp.zeros((n,), jnp.float32) if self.nominal_lr is not None else None
         return LSTMOptState(
             step=jnp.zeros((), jnp.int32),
             num_steps=jnp.asarray(num_steps, jnp.int32),

@@ -83,13 +83,14 @@ def test_progress_inputs_reach_the_update():
 
 
 def test_state_size_and_defaults_unchanged():
-    """Without the nominal term the Adam accumulators are empty (no extra memory) and the
-    meta-parameters are the plain LSTM's."""
+    """Without the nominal term the state has no Adam accumulators (no extra memory or
+    leaves) and the meta-parameters are the plain LSTM's."""
     plain = l2o.LSTMOptimizer(hidden_size=4, num_layers=1)
     theta = plain.init_meta_params(jax.random.PRNGKey(0))
     assert set(theta) == {"layer_0", "output"}
     state = plain.init(theta, PARAMS, 5)
-    assert state.adam_m.shape == (0,) and state.adam_v.shape == (0,)
+    assert state.adam_m is None and state.adam_v is None
+    assert len(jax.tree.leaves(state)) == 5  # step, num_steps, hidden, cell, momentum
     nominal = l2o.LSTMOptimizer(hidden_size=4, num_layers=1, nominal_lr=0.1)
     state = nominal.init(nominal.init_meta_params(jax.random.PRNGKey(0)), PARAMS, 5)
     assert state.adam_m.shape == (36,) and state.adam_v.shape == (36,)
