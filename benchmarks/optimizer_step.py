@@ -3,9 +3,11 @@
 One step = forward + backward + optimizer update + apply, jitted with the training state
 donated, on random data (batch 128 by default) for two models: the MLP 784-1024-1024-10
 (1.86M parameters) and a small conv net (28x28x1, two convs + dense). Optimizers: Adam,
-Lion, Lookahead(Adam), the MLP and LSTM learned optimizers at fresh meta-parameters, and
-both guarded by Adam with the paper's per-step rule (`l2o.guard`, ``shadow=False``: two
-extra forward passes per step on the next minibatch) and with the default paired runs
+Lion, Lookahead(Adam), the MLP and LSTM learned optimizers at fresh meta-parameters, the
+shipped generalists (`SHIPPED`, their own config and meta-parameters; they read the loss),
+and the default MLP and LSTM guarded by Adam with the paper's per-step rule (`l2o.guard`,
+``shadow=False``: two extra forward passes per step on the next minibatch) and with the
+default paired runs
 (``shadowguarded_*``: the fallback run beside the learned one, one more forward +
 backward per step and the same two optimizer updates). Timing:
 `benchmarks.common.time_interleaved` (warm-up, rotated order, median over repeats of
@@ -15,8 +17,8 @@ blocks ending in ``block_until_ready``).
     python -m benchmarks.optimizer_step --repeats 9 --block-seconds 0.3     # accelerator
 
 Targets (ratio to Adam on the 1.86M MLP): accelerator MLP (all sizes) <= 1.5, LSTM <= 3;
-CPU MLP 2x32 <= 14, small MLPs 2x16 / 2x8 <= 3, LSTM <= 50; on both, the guard adds <= 1
-Adam step on top of the unguarded optimizer.
+CPU MLP 2x32 <= 14, small MLPs 2x16 / 2x8 and the shipped MLP generalist <= 3, LSTM <= 50;
+on both, the guard adds <= 1 Adam step on top of the unguarded optimizer.
 """
 
 from __future__ import annotations
@@ -39,24 +41,35 @@ from benchmarks import common
 from benchmarks.models import Model, conv_classifier, mlp_classifier, random_batch
 from l2o import GuardedOptimizer
 
+# Shipped learned optimizers timed with their own config and meta-parameters.
+SHIPPED: tuple[str, ...] = ("mlp-generalist-log", "lstm-generalist")
 OPTIMIZERS: tuple[str, ...] = (
-    "adam", "lion", "lookahead", "mlp", "mlp-2x16", "mlp-2x8", "lstm", "guarded_mlp",
-    "guarded_lstm", "shadowguarded_mlp", "shadowguarded_lstm",
+    "adam", "lion", "lookahead", "mlp", "mlp-2x16", "mlp-2x8", "lstm", *SHIPPED,
+    "guarded_mlp", "guarded_lstm", "shadowguarded_mlp", "shadowguarded_lstm",
 )
-# Learned optimizers by benchmark name: the default configs and the small MLP configs.
-LEARNED: dict[str, Callable[[], Any]] = {
-    "mlp": lambda: l2o.MLPOptimizer(),
-    "mlp-2x16": lambda: l2o.MLPOptimizer(hidden_sizes=(16, 16)),
-    "mlp-2x8": lambda: l2o.MLPOptimizer(hidden_sizes=(8, 8)),
-    "lstm": lambda: l2o.LSTMOptimizer(),
+
+
+def _shipped(name: str) -> tuple[Any, Any]:
+    loaded = l2o.load_pretrained(name)
+    return loaded.lopt, loaded.theta
+
+
+# Learned optimizers by benchmark name -> (optimizer, meta-parameters or None for fresh
+# ones): the default configs, the small MLP configs and the shipped generalists.
+LEARNED: dict[str, Callable[[], tuple[Any, Any]]] = {
+    "mlp": lambda: (l2o.MLPOptimizer(), None),
+    "mlp-2x16": lambda: (l2o.MLPOptimizer(hidden_sizes=(16, 16)), None),
+    "mlp-2x8": lambda: (l2o.MLPOptimizer(hidden_sizes=(8, 8)), None),
+    "lstm": lambda: (l2o.LSTMOptimizer(), None),
+    **{name: (lambda name=name: _shipped(name)) for name in SHIPPED},
 }
 MODELS: tuple[str, ...] = ("mlp", "conv")
 # (optimizer, max ratio to Adam) per platform; "guard_*" bounds (guarded - plain) / Adam.
 TARGETS: dict[str, dict[str, float]] = {
     "gpu": {"mlp": 1.5, "mlp-2x16": 1.5, "mlp-2x8": 1.5, "lstm": 3.0, "guard_mlp": 1.0,
-            "guard_lstm": 1.0},
+            "guard_lstm": 1.0, "mlp-generalist-log": 1.5, "lstm-generalist": 3.0},
     "cpu": {"mlp": 14.0, "mlp-2x16": 3.0, "mlp-2x8": 3.0, "lstm": 50.0, "guard_mlp": 1.0,
-            "guard_lstm": 1.0},
+            "guard_lstm": 1.0, "mlp-generalist-log": 3.0, "lstm-generalist": 50.0},
 }
 # Reference ratios of the first (naive) implementation, for the table.
 REFERENCE = {
@@ -69,7 +82,7 @@ def make_transform(name: str, key: jax.Array) -> optax.GradientTransformationExt
     """The optimizer ``name`` (one of `OPTIMIZERS`) as an optax transform taking extra args.
 
     Learned optimizers use fresh meta-parameters from ``key`` (the step cost does not
-    depend on their values); guards use ``optax.adam(1e-3)`` as fallback, ``guarded_*``
+    depend on their values), the shipped ones their own; guards use ``optax.adam(1e-3)`` as fallback, ``guarded_*``
     with the per-step rule and ``shadowguarded_*`` with the paired runs.
     """
     if name == "adam":
@@ -81,10 +94,10 @@ def make_transform(name: str, key: jax.Array) -> optax.GradientTransformationExt
     guard, _, base = name.rpartition("_")  # "mlp" -> ("", "", "mlp")
     if base not in LEARNED or guard not in ("", "guarded", "shadowguarded"):
         raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}.")
-    lopt = LEARNED[base]()
+    lopt, theta = LEARNED[base]()
     if guard:
         lopt = GuardedOptimizer(lopt, optax.adam(1e-3), shadow=guard == "shadowguarded")
-    return lopt.as_optax(lopt.init_meta_params(key), num_steps=1000)
+    return lopt.as_optax(lopt.init_meta_params(key) if theta is None else theta, num_steps=1000)
 
 
 def make_train_step(model: Model, tx) -> Callable:

@@ -5,7 +5,9 @@ Reads ``scripts/pretrain/NAME.json`` (a `meta_train.MetaTrainConfig` as a dict p
 ``NAME.msgpack`` with the run's provenance (strategy, horizon, truncation, sigma,
 outer steps, tasks, wall time, device, versions). ``--set key=value`` overrides any
 config field (e.g. ``--set outer_steps=100`` for a quick check); ``--dest`` writes
-elsewhere than the package.
+elsewhere than the package; ``--resume`` continues the recipe's earlier run in ``--runs``
+from its latest checkpoint (bit-identically; e.g. with ``--set outer_steps=...`` to train
+further; the provenance's wall time adds up over the resumed sessions).
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="where NAME.json/NAME.msgpack are written (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier run of a recipe in --runs")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the earlier run of each recipe in --runs")
     args = parser.parse_args(argv)
+    if args.resume and args.overwrite:
+        parser.error("pass either --resume or --overwrite, not both.")
 
     import l2o
     from meta_train.config import MetaTrainConfig
@@ -51,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         config = MetaTrainConfig.from_dict({**recipe, "out_dir": str(Path(args.runs) / name)})
         config = config.with_overrides(args.set)
         print(f"== {name}: {description}")
-        result = train(config, overwrite=args.overwrite)
+        result = train(config, resume=config.out_dir if args.resume else None,
+                       overwrite=args.overwrite)
         lopt, theta, record = l2o.load(result.theta_path)
         portable = {**config.to_dict(), "out_dir": f"runs/pretrain/{name}"}
         meta = {**record["provenance"], "config": portable, "name": name,

@@ -94,6 +94,10 @@ def test_state_bytes_match_formulas():
     assert states["mlp"]["bytes"] == 4 * 6 * n + 8  # 5 momenta + second moment
     assert states["mlp-2x8"]["bytes"] == states["mlp"]["bytes"]  # hidden size: no state
     assert states["lstm"]["bytes"] == 4 * (2 * 2 * 20 + 1) * n + 8  # h, c of 2x20, momentum
+    # Shipped generalists: 5 momenta + second moment + 4 loss statistics (3 EMAs, the first
+    # loss); h, c of 1x8, one momentum and the nominal Adam term's two accumulators.
+    assert states["mlp-generalist-log"]["bytes"] == 4 * 6 * n + 4 * 4 + 8
+    assert states["lstm-generalist"]["bytes"] == 4 * (2 * 8 + 1 + 2) * n + 8
     # The guard adds Adam's state, three counters, two flags, two losses, the running gap
     # and two running means; its paired runs both runs' params and gradients.
     assert states["guarded_mlp"]["bytes"] == states["mlp"]["bytes"] + states["adam"]["bytes"] + 34

@@ -47,3 +47,35 @@ def test_generalist_recipe_scales_updates_by_fan_in_and_normalises_the_learned_t
     learned_only = _first_update(dataclasses.replace(lopt, nominal=False), params, grads)
     rms = float(jnp.sqrt(jnp.mean(jnp.square(learned_only["w"]))))
     np.testing.assert_allclose(rms, lopt.step_mult / 8.0, rtol=1e-5)
+
+
+def _tiny_recipe(configs: Path, outer_steps: int) -> None:
+    recipe = {
+        "description": "tiny quadratic run", "family": "quadratic", "lopt": "mlp",
+        "lopt_config": {"hidden_sizes": [4]}, "horizon": 4, "trunc_length": 2,
+        "num_tasks": 2, "num_pairs": 1, "outer_steps": outer_steps, "sigma": 0.05,
+        "outer_lr": 1e-2, "eval_every": 0, "eval_tasks": 1, "ckpt_every": 1, "shard": False,
+    }
+    (configs / "tiny.json").write_text(json.dumps(recipe))
+
+
+def test_pretrain_resume_continues_bit_identically(tmp_path, monkeypatch):
+    """``--resume --set outer_steps=4`` after a 2-step run ships the same meta-parameters
+    as one 4-step run; ``--resume`` with ``--overwrite`` is refused."""
+    from tests.helpers.scripts import load_script
+
+    pretrain = load_script("pretrain")
+    monkeypatch.setattr(pretrain, "CONFIGS", tmp_path)
+    _tiny_recipe(tmp_path, outer_steps=2)
+    split = ["--runs", str(tmp_path / "split"), "--dest", str(tmp_path / "split_out")]
+    assert pretrain.main(["tiny", *split]) == 0
+    assert pretrain.main(["tiny", "--resume", "--set", "outer_steps=4", *split]) == 0
+    _tiny_recipe(tmp_path, outer_steps=4)
+    whole = ["--runs", str(tmp_path / "whole"), "--dest", str(tmp_path / "whole_out")]
+    assert pretrain.main(["tiny", *whole]) == 0
+    split_file = (tmp_path / "split_out" / "tiny.msgpack").read_bytes()
+    assert split_file == (tmp_path / "whole_out" / "tiny.msgpack").read_bytes()
+    provenance = json.loads((tmp_path / "split_out" / "tiny.json").read_text())["provenance"]
+    assert provenance["outer_steps"] == 4
+    with pytest.raises(SystemExit):
+        pretrain.main(["tiny", "--resume", "--overwrite", *split])
