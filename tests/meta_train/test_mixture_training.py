@@ -197,6 +197,7 @@ def test_mixture_run_resumes_bit_identically_and_records_provenance(tmp_path, mo
     _, _, record = l2o.load(full.theta_path)
     provenance = record["provenance"]
     assert [e["family"] for e in provenance["mixture"]] == ["toy", "toy-matrix"]
+    assert (provenance["family"], provenance["family_overrides"]) == ("mixture of toy, toy-matrix", None)
     assert provenance["mixture"][0]["weight"] == 3.0
     assert provenance["config"]["mixture"] == full_cfg.mixture
     # A changed weight is a different recipe.
