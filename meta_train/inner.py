@@ -35,7 +35,9 @@ import optax
 from flax import struct
 
 from l2o.base import LearnedOptimizer
-from meta_train.objective import TINY_RATIO, check_kind, loss_scale, meta_loss_term
+from meta_train.objective import (
+    TINY_RATIO, check_kind, check_ratio_range, loss_scale, meta_loss_term,
+)
 from meta_train.truncation import horizon_range_error, sample_horizon
 
 META_LOSS_SPLITS: tuple[str, ...] = ("train_batch", "train", "test")
@@ -115,9 +117,7 @@ class LearnedOptimizerSystem:
             raise ValueError(f"horizon must be a positive int, got {self.horizon!r}.")
         if not self.max_ratio > 0:
             raise ValueError(f"max_ratio must be > 0, got {self.max_ratio!r}.")
-        if not 0 < self.min_ratio < self.max_ratio:
-            raise ValueError(f"min_ratio must be in (0, max_ratio={self.max_ratio!r}), got "
-                             f"{self.min_ratio!r}.")
+        check_ratio_range(self.min_ratio, self.max_ratio)
         if self.horizon_range is not None:
             problem = horizon_range_error(self.horizon_range, self.horizon_multiple)
             if problem:

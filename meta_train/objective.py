@@ -34,13 +34,18 @@ def check_kind(kind: str) -> None:
         raise ValueError(f"unknown meta-loss kind {kind!r}; expected one of {META_LOSS_KINDS}.")
 
 
+def check_ratio_range(min_ratio: float, max_ratio: float) -> None:
+    """`ValueError` unless ``0 < min_ratio < max_ratio``."""
+    if not 0.0 < min_ratio < max_ratio:
+        raise ValueError(
+            f"min_ratio must be in (0, max_ratio={max_ratio!r}); got {min_ratio!r}.")
+
+
 def meta_loss_bounds(kind: str, max_ratio: float,
                      min_ratio: float = TINY_RATIO) -> tuple[float, float]:
     """``(low, high)`` clip bounds of one meta-loss term of ``kind``."""
     check_kind(kind)
-    if not 0.0 < min_ratio < max_ratio:
-        raise ValueError(
-            f"min_ratio must be in (0, max_ratio={max_ratio!r}); got {min_ratio!r}.")
+    check_ratio_range(min_ratio, max_ratio)
     if kind == "log":
         return math.log(min_ratio), math.log(max_ratio)
     if kind == "normalized":

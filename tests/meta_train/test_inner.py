@@ -170,7 +170,7 @@ def test_rejects_bad_settings(toy_family):
         LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=4, meta_loss_split="valid")
     with pytest.raises(ValueError, match="horizon must be a positive int, got 0"):
         LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=0)
-    with pytest.raises(ValueError, match=r"min_ratio must be in \(0, max_ratio=10.0\), got 0.0"):
+    with pytest.raises(ValueError, match=r"min_ratio must be in \(0, max_ratio=10.0\); got 0.0"):
         LearnedOptimizerSystem(toy_family, LogLrSGD(), horizon=4, min_ratio=0.0)
 
 
