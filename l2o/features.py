@@ -2,7 +2,9 @@
 
 Gradient preprocessing (`lstm_preprocess`), training-progress features
 (`progress_features`), per-tensor second-moment normalisation of feature columns
-(`second_moment_normalize`) and the NaN/inf clean-up applied to every input (`sanitize`).
+(`second_moment_normalize`), the NaN/inf clean-up applied to every input (`sanitize`),
+the bias-corrected Adam direction of the nominal terms (`adam_direction`) and the
+muP-style fan-in scaling of updates (`fan_in_multiplier`).
 They act on the flat (N,) / (N, F) arrays of `l2o.flat`.
 """
 
@@ -24,6 +26,15 @@ GRAD_LIMIT = 1e15
 def sanitize(x: jax.Array, limit: float) -> jax.Array:
     """NaN -> 0 and clip to [-limit, limit] (infinities become +-limit)."""
     return jnp.clip(jnp.nan_to_num(x, nan=0.0, posinf=limit, neginf=-limit), -limit, limit)
+
+
+def adam_direction(m: jax.Array, v: jax.Array, t: jax.Array, beta1: float, beta2: float,
+                   eps: float) -> jax.Array:
+    """Adam's step direction m_hat / (sqrt(v_hat) + eps) at step ``t`` (1-based, float):
+    m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)."""
+    m_hat = m / (1.0 - beta1**t)
+    v_hat = v / (1.0 - beta2**t)
+    return m_hat / (jnp.sqrt(v_hat) + eps)
 
 
 def second_moment_normalize(

@@ -257,8 +257,6 @@ class LSTMOptimizer(LearnedOptimizer):
         adam_m = b1 * state.adam_m + (1.0 - b1) * g
         adam_v = b2 * state.adam_v + (1.0 - b2) * jnp.square(g)
         t = (state.step + 1).astype(jnp.float32)
-        m_hat = adam_m / (1.0 - b1**t)
-        v_hat = adam_v / (1.0 - b2**t)
         log_lr = jnp.clip(theta["log_lr"] + log_lr_mod, -self.EXP_LIMIT, self.EXP_LIMIT)
-        step = jnp.exp(log_lr) * m_hat / (jnp.sqrt(v_hat) + self.NOMINAL_EPS)
+        step = jnp.exp(log_lr) * F.adam_direction(adam_m, adam_v, t, b1, b2, self.NOMINAL_EPS)
         return jnp.nan_to_num(learned - step), adam_m, adam_v

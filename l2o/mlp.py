@@ -305,10 +305,9 @@ class MLPOptimizer(LearnedOptimizer):
                 delta = self.step_mult * out[0] * jnp.exp(magnitude)
             if self.nominal:
                 i = self.momentum_decays.index(self.nominal_beta1)
-                m_hat = m[i] / (1.0 - self.nominal_beta1**t)
-                v_hat = v / (1.0 - beta2**t)
                 lr = base_lr * jnp.exp(jnp.clip(out[2], -EXP_LIMIT, EXP_LIMIT))
-                delta = delta + lr * (m_hat / (jnp.sqrt(v_hat) + self.eps))
+                direction = F.adam_direction(m[i], v, t, self.nominal_beta1, beta2, self.eps)
+                delta = delta + lr * direction
             if self.weight_decay:
                 delta = delta + self.weight_decay * base_lr * p
             if self.normalize_update:
