@@ -7,9 +7,8 @@ Lion, Lookahead(Adam), the MLP and LSTM learned optimizers at fresh meta-paramet
 shipped generalists (`SHIPPED`, their own config and meta-parameters; they read the loss),
 and the default MLP and LSTM guarded by Adam with the paper's per-step rule (`l2o.guard`,
 ``shadow=False``: two extra forward passes per step on the next minibatch) and with the
-default paired runs
-(``shadowguarded_*``: the fallback run beside the learned one, one more forward +
-backward per step and the same two optimizer updates). Timing:
+default paired runs (``shadowguarded_*``: the fallback run beside the learned one, one more
+forward + backward per step and the same two optimizer updates). Timing:
 `benchmarks.common.time_interleaved` (warm-up, rotated order, median over repeats of
 blocks ending in ``block_until_ready``).
 
@@ -82,8 +81,9 @@ def make_transform(name: str, key: jax.Array) -> optax.GradientTransformationExt
     """The optimizer ``name`` (one of `OPTIMIZERS`) as an optax transform taking extra args.
 
     Learned optimizers use fresh meta-parameters from ``key`` (the step cost does not
-    depend on their values), the shipped ones their own; guards use ``optax.adam(1e-3)`` as fallback, ``guarded_*``
-    with the per-step rule and ``shadowguarded_*`` with the paired runs.
+    depend on their values), the shipped ones their own; guards use ``optax.adam(1e-3)``
+    as fallback, ``guarded_*`` with the per-step rule and ``shadowguarded_*`` with the
+    paired runs.
     """
     if name == "adam":
         return baseline_optimizers.adam(1e-3)
