@@ -410,16 +410,14 @@ def _training_fields(config: MetaTrainConfig) -> str:
 def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eval: dict) -> dict:
     device = jax.devices()[0]
     if config.mixture is None:
-        family, overrides = config.family, config.family_overrides
+        family, overrides, first = config.family, config.family_overrides, config.family
     else:  # the mixture's entries are recorded below; ``config.family`` is unused
         names = list(dict.fromkeys(entry["family"] for entry in config.mixture))
-        family, overrides = f"mixture of {', '.join(names)}", None
+        family, overrides, first = f"mixture of {', '.join(names)}", None, names[0]
     return {
         "family": family,
         "family_overrides": overrides,
-        "heldout_family": config.heldout_family or (
-            f"{config.family if config.mixture is None else config.mixture[0]['family']} "
-            "(heldout split)"),
+        "heldout_family": config.heldout_family or f"{first} (heldout split)",
         "outer_steps": steps,
         "strategy": config.strategy,
         "sigma": config.sigma,

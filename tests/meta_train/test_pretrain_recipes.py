@@ -50,12 +50,11 @@ def test_generalist_recipe_scales_updates_by_fan_in_and_normalises_the_learned_t
 
 
 def _tiny_recipe(configs: Path, outer_steps: int) -> None:
-    recipe = {
-        "description": "tiny quadratic run", "family": "quadratic", "lopt": "mlp",
-        "lopt_config": {"hidden_sizes": [4]}, "horizon": 4, "trunc_length": 2,
-        "num_tasks": 2, "num_pairs": 1, "outer_steps": outer_steps, "sigma": 0.05,
-        "outer_lr": 1e-2, "eval_every": 0, "eval_tasks": 1, "ckpt_every": 1, "shard": False,
-    }
+    """``configs/tiny.json``: the reliability tests' tiny quadratic run as a recipe."""
+    from tests.helpers.reliability import tiny_config
+
+    config = tiny_config(configs, outer_steps=outer_steps, ckpt_every=1)
+    recipe = {**config.to_dict(), "description": "tiny quadratic run"}
     (configs / "tiny.json").write_text(json.dumps(recipe))
 
 
