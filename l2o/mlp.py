@@ -245,28 +245,37 @@ class MLPOptimizer(LearnedOptimizer):
         unrolled = self.unrolled
 
         def features(g, p, m, v):
-            """Raw feature columns of a block of R coordinates, feature-major (F, R) (a
-            list of F (R,) rows for the unrolled network)."""
+            """Raw feature columns of a block of R coordinates, feature-major (F, R); for
+            the unrolled network the groups (g, p, m, m / rms) in the leaf's own shape."""
             inv_rms = 1.0 / (jnp.sqrt(v) + self.eps)
             if unrolled:
-                return [g, p, *m, *(m * inv_rms)]
+                return g, p, m, m * inv_rms
             return jnp.concatenate([g[None], p[None], m, m * inv_rms], axis=0)
 
         def sum_of_squares(x):
-            if unrolled:  # one reduction per row keeps each row's producer fused
-                return jnp.stack([jnp.sum(jnp.square(row)) for row in x])
-            return jnp.sum(jnp.square(x), axis=1)
+            if unrolled:
+                g, p, m, m_rms = x
+                return jnp.concatenate([F.row_sums_of_squares(g[None]), F.row_sums_of_squares(p[None]),
+                                        F.row_sums_of_squares(m), F.row_sums_of_squares(m_rms)])
+            return F.row_sums_of_squares(x)
 
         # Per leaf: new accumulators (elementwise) and the sums of squares of its features.
-        # A leaf that fits in one block keeps its (F, n) features; a larger one recomputes
-        # them block by block below.
+        # The unrolled network works in each leaf's own shape (the new accumulators can then
+        # overwrite a donated state in place); the matmul form on flat (F, n) features. A
+        # leaf that fits in one block keeps its features; a larger one recomputes them
+        # block by block below.
         leaves, sums = [], []
         for grad, param, m, v in zip(jax.tree.leaves(grads), jax.tree.leaves(params),
                                      jax.tree.leaves(state.momenta), second_moments):
-            g = F.sanitize(jnp.ravel(jnp.asarray(grad, jnp.float32)), F.GRAD_LIMIT)
-            p = F.sanitize(jnp.ravel(jnp.asarray(param, jnp.float32)), F.GRAD_LIMIT)
-            m = decays * m.reshape(decays.shape[0], -1) + (1.0 - decays) * g
-            v = beta2 * jnp.ravel(v) + (1.0 - beta2) * jnp.square(g)
+            g = F.sanitize(jnp.asarray(grad, jnp.float32), F.GRAD_LIMIT)
+            p = F.sanitize(jnp.asarray(param, jnp.float32), F.GRAD_LIMIT)
+            if unrolled:
+                leaf_decays = decays.reshape((-1,) + (1,) * g.ndim)
+            else:
+                g, p, m, v = jnp.ravel(g), jnp.ravel(p), m.reshape(decays.shape[0], -1), jnp.ravel(v)
+                leaf_decays = decays
+            m = leaf_decays * m + (1.0 - leaf_decays) * g
+            v = beta2 * v + (1.0 - beta2) * jnp.square(g)
             blocked = not unrolled and flat.is_blocked(g.shape[0], chunk_size)
             x = None if blocked else features(g, p, m, v)
             sums.append(sum_of_squares(features(g, p, m, v) if x is None else x))
@@ -292,7 +301,8 @@ class MLPOptimizer(LearnedOptimizer):
             """Step of R coordinates from their raw features x (F, R) (feature-major), the
             params p (R,) and the new accumulators m (K, R), v (R,)."""
             if unrolled:
-                rows = [F.sanitize(row * scale[i], FEATURE_LIMIT) for i, row in enumerate(x)]
+                rows = [x[0], x[1], *x[2], *x[3]]  # g, p, the momenta, the momenta / rms
+                rows = [F.sanitize(row * scale[i], FEATURE_LIMIT) for i, row in enumerate(rows)]
                 out = self._apply_mlp_unrolled(layers, rows, bias)
             else:
                 x = F.sanitize(x * scale[:, None], FEATURE_LIMIT)  # (F, R) normalised
@@ -323,7 +333,8 @@ class MLPOptimizer(LearnedOptimizer):
                 delta = columns(scale, x, p, m, v)
             if self.normalize_update:
                 learned, rest = delta
-                rms = jnp.sqrt(jnp.mean(jnp.square(learned)) + UPDATE_RMS_EPS)
+                mean_square = F.row_sums_of_squares(learned[None])[0] / learned.size
+                rms = jnp.sqrt(mean_square + UPDATE_RMS_EPS)
                 delta = -jnp.nan_to_num(self.step_mult * (learned / rms) + rest)
             multiplier = F.fan_in_multiplier(shape, self.fan_in_scaling)
             if multiplier != 1.0:
