@@ -24,8 +24,11 @@ GRAD_LIMIT = 1e15
 
 
 def sanitize(x: jax.Array, limit: float) -> jax.Array:
-    """NaN -> 0 and clip to [-limit, limit] (infinities become +-limit)."""
-    return jnp.clip(jnp.nan_to_num(x, nan=0.0, posinf=limit, neginf=-limit), -limit, limit)
+    """NaN -> 0 and clip to [-limit, limit] (infinities become +-limit).
+
+    One compare, one select and the clip (the clip already maps +-inf to +-limit): fewer
+    elementwise ops than ``nan_to_num`` followed by a clip, same values."""
+    return jnp.where(jnp.isnan(x), 0.0, jnp.clip(x, -limit, limit)).astype(x.dtype)
 
 
 def row_sums_of_squares(x: jax.Array) -> jax.Array:

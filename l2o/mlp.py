@@ -49,6 +49,10 @@ instead written out as elementwise multiply-adds with the weights as scalars: XL
 leaf's whole network into one loop over its coordinates, with no (H, n) activation in
 memory and no small-contraction matmul (about half the time of the matmul form for 2x8 and
 2x16 on CPU; `benchmarks/results/engine.md`). Same sums in another order: float32 rounding.
+That path keeps each leaf in its own shape (so the new accumulators can overwrite a
+donated state in place) and takes the feature statistics as batched dot products
+(`l2o.features.row_sums_of_squares`), which XLA's CPU backend runs without materialising
+the feature rows one by one: half the bytes moved per step of the per-row reductions.
 """
 
 from __future__ import annotations
