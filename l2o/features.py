@@ -35,9 +35,9 @@ def row_sums_of_squares(x: jax.Array) -> jax.Array:
     """Sum of squares of each row of ``x`` (rows on the leading axis, the rest flattened): (R,).
 
     Written as a batched dot product: XLA's CPU backend runs it as one fused
-    multiply-reduce per array, without materialising ``x**2`` or the rows one by one,
-    about twice as fast as per-row reductions over an optimizer's state
-    (`benchmarks/results/engine.md`). Sums in another order than ``jnp.sum``: float32
+    multiply-reduce per array, without materialising ``x**2`` or the rows one by one
+    (the MLP optimizer's update moves half the bytes it did with per-row reductions,
+    `benchmarks/results/engine.md`). Sums in another order than ``jnp.sum``: float32
     rounding."""
     x = x.reshape(x.shape[0], -1)
     return jnp.einsum("rn,rn->r", x, x)

@@ -259,7 +259,8 @@ class MLPOptimizer(LearnedOptimizer):
         def sum_of_squares(x):
             if unrolled:
                 g, p, m, m_rms = x
-                return jnp.concatenate([F.row_sums_of_squares(g[None]), F.row_sums_of_squares(p[None]),
+                return jnp.concatenate([F.row_sums_of_squares(g[None]),
+                                        F.row_sums_of_squares(p[None]),
                                         F.row_sums_of_squares(m), F.row_sums_of_squares(m_rms)])
             return F.row_sums_of_squares(x)
 
@@ -276,7 +277,8 @@ class MLPOptimizer(LearnedOptimizer):
             if unrolled:
                 leaf_decays = decays.reshape((-1,) + (1,) * g.ndim)
             else:
-                g, p, m, v = jnp.ravel(g), jnp.ravel(p), m.reshape(decays.shape[0], -1), jnp.ravel(v)
+                g, p, v = jnp.ravel(g), jnp.ravel(p), jnp.ravel(v)
+                m = m.reshape(decays.shape[0], -1)
                 leaf_decays = decays
             m = leaf_decays * m + (1.0 - leaf_decays) * g
             v = beta2 * v + (1.0 - beta2) * jnp.square(g)

@@ -121,6 +121,7 @@ def test_optimizer_step_script(tmp_path):
     assert json.loads(out.read_text())["optimizer_step"]["models"]["mlp-8-4-2"]["num_params"] == 46
 
 
+@pytest.mark.slow
 def test_engine_script(tmp_path):
     """Engine vs minimal PES at tiny sizes: times, ratios and FLOPs are consistent, and the
     reference's per-leaf MLP optimizer computes l2o.MLPOptimizer's updates."""
@@ -163,6 +164,7 @@ def reference_pes_family():
     return synthetic_mlp_family(sizes=(8, 4, 3), batch_size=4, num_examples=16)
 
 
+@pytest.mark.slow
 def test_meta_throughput_script(tmp_path):
     section = meta_throughput.main([
         "--population", "1,2", "--naive-max", "1", "--repeats", "1", "--block-seconds", "0.01",
@@ -187,6 +189,7 @@ def test_task_cost_script(tmp_path):
         task_cost.main(["--entries", "13", "--no-save"])
 
 
+@pytest.mark.slow
 def test_memory_and_compile_time_scripts(tmp_path):
     out = tmp_path / "r.json"
     mem = memory.main(["--sizes", "8,4,2", "--population", "1", "--out", str(out), *TINY_PES])

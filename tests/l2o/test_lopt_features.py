@@ -33,7 +33,8 @@ def test_sanitize_matches_nan_to_num_then_clip_bit_for_bit():
     reference = jnp.clip(jnp.nan_to_num(x, nan=0.0, posinf=2.0, neginf=-2.0), -2.0, 2.0)
     got = F.sanitize(x, 2.0)
     assert got.dtype == x.dtype
-    np.testing.assert_array_equal(np.asarray(got).view(np.int32), np.asarray(reference).view(np.int32))
+    np.testing.assert_array_equal(np.asarray(got).view(np.int32),
+                                  np.asarray(reference).view(np.int32))
     assert F.sanitize(x.astype(jnp.bfloat16), 2.0).dtype == jnp.bfloat16
 
 

@@ -56,7 +56,9 @@ def _interrupt(run_dir, signum) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+# SIGINT in the slow tier (the longer run of the two); SIGTERM by default.
+@pytest.mark.parametrize("signum, status", [
+    pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow), (signal.SIGTERM, 143)])
 def test_a_real_signal_checkpoints_and_the_resume_is_bit_identical(tmp_path, signum, status):
     run_dir = tmp_path / "interrupted"
     done = _interrupt(run_dir, signum)

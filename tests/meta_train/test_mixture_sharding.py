@@ -59,6 +59,7 @@ FOUR_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_four_device_mixture_matches_one_device(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu")
