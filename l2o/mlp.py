@@ -305,7 +305,8 @@ class MLPOptimizer(LearnedOptimizer):
 
         def columns(scale, x, p, m, v):
             """Step of R coordinates from their raw features x (F, R) (feature-major), the
-            params p (R,) and the new accumulators m (K, R), v (R,)."""
+            params p (R,) and the new accumulators m (K, R), v (R,); for the unrolled
+            network x is `features`' groups and p, m, v keep the leaf's shape."""
             if unrolled:
                 rows = [x[0], x[1], *x[2], *x[3]]  # g, p, the momenta, the momenta / rms
                 rows = [F.sanitize(row * scale[i], FEATURE_LIMIT) for i, row in enumerate(rows)]
