@@ -49,6 +49,11 @@ instead written out as elementwise multiply-adds with the weights as scalars: XL
 leaf's whole network into one loop over its coordinates, with no (H, n) activation in
 memory and no small-contraction matmul (about half the time of the matmul form for 2x8 and
 2x16 on CPU; `benchmarks/results/engine.md`). Same sums in another order: float32 rounding.
+``unroll`` (None: automatic as above) forces either form. ``unroll=False`` is for
+meta-training a small network on a large task mixture: every group's program then holds a
+few small matmuls instead of the network's hundreds of multiply-adds per leaf, which XLA
+compiles far faster (the unrolled 2x16 on the 13-group mixture had not compiled after 30
+minutes). The meta-parameters are the same in both forms.
 That path keeps each leaf in its own shape (so the new accumulators can overwrite a
 donated state in place) and takes the feature statistics as batched dot products
 (`l2o.features.row_sums_of_squares`), which XLA's CPU backend runs without materialising
@@ -129,6 +134,7 @@ class MLPOptimizer(LearnedOptimizer):
     normalize_update: bool = False
     fan_in_scaling: str = "none"
     loss_decays: tuple[float, ...] = ()
+    unroll: bool | None = None
 
     name: ClassVar[str] = "mlp"
 
@@ -151,6 +157,8 @@ class MLPOptimizer(LearnedOptimizer):
             raise ValueError(f"nominal_lr must be > 0; got {self.nominal_lr}.")
         check_chunk_size(self.chunk_size)
         F.check_fan_in_scaling(self.fan_in_scaling)
+        if self.unroll not in (None, True, False):
+            raise ValueError(f"unroll must be None (automatic), True or False; got {self.unroll!r}.")
         if self.normalize_over not in ("tensor", "all"):
             raise ValueError(
                 f"normalize_over must be 'tensor' or 'all'; got {self.normalize_over!r}."
@@ -174,7 +182,10 @@ class MLPOptimizer(LearnedOptimizer):
 
     @property
     def unrolled(self) -> bool:
-        """Whether the network runs as unrolled elementwise ops (see module doc)."""
+        """Whether the network runs as unrolled elementwise ops (see module doc): ``unroll``
+        if set, else whether every hidden layer has at most `UNROLL_MAX_WIDTH` units."""
+        if self.unroll is not None:
+            return self.unroll
         return max(self.hidden_sizes) <= UNROLL_MAX_WIDTH
 
     @property

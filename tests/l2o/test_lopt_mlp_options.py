@@ -106,11 +106,10 @@ def test_normalized_update_blocked_equals_one_pass():
     {"hidden_sizes": (16, 4), "normalize_update": True, "fan_in_scaling": "inverse_sqrt"},
     {"hidden_sizes": (8,), "nominal": False, "weight_decay": 0.01, "normalize_over": "all"},
 ])
-def test_unrolled_small_network_equals_the_matmul_form(config, monkeypatch):
+def test_unrolled_small_network_equals_the_matmul_form(config):
     """Networks no wider than UNROLL_MAX_WIDTH run as scalar multiply-adds; the updates and
-    states equal the feature-major matmul form's (and its blocked one), also under vmap."""
-    from l2o import mlp
-
+    states equal the feature-major matmul form's (``unroll=False``, and its blocked one),
+    also under vmap."""
     lopt = MLPOptimizer(**config)
     assert lopt.unrolled
     theta = _random_theta(lopt)
@@ -123,13 +122,30 @@ def test_unrolled_small_network_equals_the_matmul_form(config, monkeypatch):
         return jax.tree.leaves(updates) + jax.tree.leaves(states)
 
     unrolled = run(lopt)
-    monkeypatch.setattr(mlp, "UNROLL_MAX_WIDTH", 0)
-    assert not lopt.unrolled
+    assert not dataclasses.replace(lopt, unroll=False).unrolled
     for chunk_size in (0, 7):
-        matmul = run(dataclasses.replace(lopt, chunk_size=chunk_size))
+        matmul = run(dataclasses.replace(lopt, chunk_size=chunk_size, unroll=False))
         for x, y in zip(unrolled, matmul):  # same sums in another order
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6 * np.max(np.abs(y)))
         assert any(np.max(np.abs(np.asarray(x))) > 0 for x in unrolled[:4])
+
+
+def test_unroll_option_forces_either_form():
+    """``unroll=True`` unrolls a network wider than UNROLL_MAX_WIDTH (same results as its
+    matmul form); anything but None/True/False is a clear error."""
+    from l2o import mlp
+
+    wide = MLPOptimizer(hidden_sizes=(mlp.UNROLL_MAX_WIDTH + 4,))
+    assert not wide.unrolled and MLPOptimizer(hidden_sizes=(8, 8)).unrolled
+    forced = dataclasses.replace(wide, unroll=True)
+    assert forced.unrolled
+    theta = _random_theta(wide)
+    got, want = jax.tree.leaves(_updates(forced, theta)), jax.tree.leaves(_updates(wide, theta))
+    assert len(got) == len(want) > 0 and any(np.max(np.abs(y)) > 0 for y in want)
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6 * np.max(np.abs(y)))
+    with pytest.raises(ValueError, match="unroll must be None"):
+        MLPOptimizer(unroll="yes")
 
 
 @pytest.mark.parametrize("scaling, power", [("inverse_sqrt", 0.5), ("inverse", 1.0)])
