@@ -5,7 +5,6 @@ process 0 writes files."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import pytest
 from meta_train import distributed
 from meta_train.config import MetaTrainConfig
 from meta_train.train import train
+
+from helpers.devices import cpu_devices_env
 
 ARGS = ["meta-train", "--family", "quadratic", "--lopt", "mlp", "--horizon", "8",
         "--trunc-length", "4", "--num-tasks", "2", "--num-pairs", "2", "--outer-steps", "3",
@@ -65,8 +66,7 @@ def test_to_host_returns_whole_arrays():
 @pytest.mark.slow  # ~50 s on 2 cores: three compilations of the training step
 def test_two_processes_match_single_process(tmp_path):
     port = _free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_PLATFORMS="cpu")
+    env = cpu_devices_env(2)
     procs = []
     for pid in (0, 1):
         argv = ARGS + ["--out", str(tmp_path / f"p{pid}"), "--coordinator", f"127.0.0.1:{port}",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ from meta_train.mixture import MixtureEstimator, group_estimator
 from meta_train.mixture_sharding import ShardedMixture
 from meta_train.sharding import particle_mesh
 
+from helpers.devices import cpu_devices_env
 from helpers.systems import TOY_FAMILY, TOY_MATRIX_FAMILY
 
 HERE = Path(__file__).resolve().parent
@@ -61,8 +61,7 @@ FOUR_DEVICES = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_four_device_mixture_matches_one_device(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
+    env = cpu_devices_env(4)
     out = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(HERE.parent), str(tmp_path)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,8 @@ from meta_train.sharding import (
 )
 from meta_train.toy import InfluenceBalancing
 from meta_train.train import make_runner
+
+from helpers.devices import cpu_devices_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -162,8 +163,7 @@ FOUR_DEVICES = textwrap.dedent("""
 
 
 def test_four_device_training_matches_one_device(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
+    env = cpu_devices_env(4)
     out = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(HERE.parent), str(tmp_path)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
