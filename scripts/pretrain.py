@@ -8,6 +8,10 @@ config field (e.g. ``--set outer_steps=100`` for a quick check); ``--dest`` writ
 elsewhere than the package; ``--resume`` continues the recipe's earlier run in ``--runs``
 from its latest checkpoint (bit-identically; e.g. with ``--set outer_steps=...`` to train
 further; the provenance's wall time adds up over the resumed sessions).
+
+Run directories go to ``--runs`` (default ``runs/pretrain``, or ``DEST/runs`` when
+``--dest`` is given, so that a quick check written elsewhere leaves the recipe's real run
+directory alone).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="+", help=f"recipes to run: {available()}")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a MetaTrainConfig field (repeatable)")
-    parser.add_argument("--runs", default=str(ROOT / "runs" / "pretrain"),
-                        help="where run directories go (default %(default)s)")
+    parser.add_argument("--runs", default=None,
+                        help="where run directories go (default runs/pretrain, or "
+                             "DEST/runs with --dest)")
     parser.add_argument("--dest", default=str(ROOT / "l2o" / "pretrained"),
                         help="where NAME.json/NAME.msgpack are written (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
@@ -46,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import l2o
     from meta_train.config import MetaTrainConfig
+    from meta_train.run_dir import AlreadyDone, NothingToResume, RunExists
     from meta_train.train import train
+
+    runs = Path(args.runs) if args.runs is not None else (
+        Path(args.dest) / "runs" if args.dest != parser.get_default("dest")
+        else ROOT / "runs" / "pretrain")
 
     for name in args.names:
         if name not in available():
@@ -54,11 +64,25 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         recipe = json.loads((CONFIGS / f"{name}.json").read_text())
         description = recipe.pop("description")
-        config = MetaTrainConfig.from_dict({**recipe, "out_dir": str(Path(args.runs) / name)})
+        config = MetaTrainConfig.from_dict({**recipe, "out_dir": str(runs / name)})
         config = config.with_overrides(args.set)
         print(f"== {name}: {description}")
-        result = train(config, resume=config.out_dir if args.resume else None,
-                       overwrite=args.overwrite)
+        if args.resume and not (Path(config.out_dir) / "config.json").is_file():
+            raise SystemExit(f"{config.out_dir} has no run of {name} to resume; run without "
+                             "--resume to start it (or pass the first run's --dest or --runs).")
+        try:
+            result = train(config, resume=config.out_dir if args.resume else None,
+                           overwrite=args.overwrite)
+        except RunExists:
+            raise SystemExit(f"{config.out_dir} already holds a run of {name}; continue it "
+                             "with --resume, replace it with --overwrite, or pass another "
+                             "--runs.") from None
+        except NothingToResume:
+            raise SystemExit(f"{config.out_dir} has no checkpoint of {name} to resume; run "
+                             "without --resume and with --overwrite to start it again.") from None
+        except AlreadyDone as err:
+            raise SystemExit(f"{config.out_dir} is already at outer step {err.step}; pass "
+                             f"--set outer_steps=N with N > {err.step} to train further.") from None
         lopt, theta, record = l2o.load(result.theta_path)
         portable = {**config.to_dict(), "out_dir": f"runs/pretrain/{name}"}
         meta = {**record["provenance"], "config": portable, "name": name,

@@ -78,3 +78,25 @@ def test_pretrain_resume_continues_bit_identically(tmp_path, monkeypatch):
     assert provenance["outer_steps"] == 4
     with pytest.raises(SystemExit):
         pretrain.main(["tiny", "--resume", "--overwrite", *split])
+
+
+def test_pretrain_run_directory_follows_dest_and_an_existing_run_is_named(tmp_path, monkeypatch):
+    """With ``--dest`` alone the run directory is ``DEST/runs/NAME`` (a quick check there
+    leaves another destination's run alone); a second run into the same place stops with
+    a message naming the recipe and the ways on, not a traceback."""
+    from tests.helpers.scripts import load_script
+
+    pretrain = load_script("pretrain")
+    monkeypatch.setattr(pretrain, "CONFIGS", tmp_path)
+    _tiny_recipe(tmp_path, outer_steps=1)
+    assert pretrain.main(["tiny", "--dest", str(tmp_path / "quick")]) == 0
+    assert (tmp_path / "quick" / "runs" / "tiny" / "config.json").is_file()
+    assert (tmp_path / "quick" / "tiny.msgpack").is_file()
+    assert pretrain.main(["tiny", "--dest", str(tmp_path / "real")]) == 0
+    with pytest.raises(SystemExit, match=r"already holds a run of tiny; continue it with "
+                                         r"--resume, replace it with --overwrite"):
+        pretrain.main(["tiny", "--dest", str(tmp_path / "quick")])
+    with pytest.raises(SystemExit, match="already at outer step 1; pass --set outer_steps=N"):
+        pretrain.main(["tiny", "--dest", str(tmp_path / "quick"), "--resume"])
+    with pytest.raises(SystemExit, match="has no run of tiny to resume"):
+        pretrain.main(["tiny", "--dest", str(tmp_path / "none"), "--resume"])
