@@ -39,7 +39,7 @@ _FLAGS = {
     "strategy": "strategy", "outer_steps": "outer_steps", "seed": "seed", "sigma": "sigma",
     "outer_lr": "outer_lr", "horizon": "horizon", "trunc_length": "trunc_length",
     "num_tasks": "num_tasks", "num_pairs": "num_pairs", "tasks": "eval_tasks",
-    "num_devices": "num_devices",
+    "keep": "keep", "num_devices": "num_devices",
     "coordinator": "coordinator", "num_processes": "num_processes", "process_id": "process_id",
 }
 
@@ -100,6 +100,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--num-pairs", dest="num_pairs", type=int,
         help=f"antithetic pairs per task (default {d.num_pairs})")
     add("--tasks", type=int, help=f"tasks of each held-out evaluation (default {d.eval_tasks})")
+    add("--keep", choices=("last", "best"),
+        help="theta to keep: the last one, or the best held-out evaluation's "
+             f"(default {d.keep})")
     add("--mixture", metavar="NAME_OR_FILE",
         help="meta-train on a mixture of task families: a predefined mixture "
              "(tasks.mixtures, e.g. 'wide') or a JSON file holding a list of "
@@ -301,6 +304,10 @@ def run(args: argparse.Namespace) -> int:
                    allow_fresh=args.allow_fresh)
     print(f"run directory: {result.run_dir}")
     print(f"meta-parameters: {result.theta_path}.json / .msgpack ({result.steps} outer steps)")
+    if config.keep == "best":
+        kept, last = result.final_eval["kept"], result.final_eval["trained"]
+        print(f"kept the theta of step {result.kept_step}: held-out mean log loss "
+              f"{kept['mean_log_loss']:.4g} (last step's {last['mean_log_loss']:.4g})")
     from l2o.app.train_summary import final_lines
 
     reference = None if args.no_reference else "adam"

@@ -40,6 +40,7 @@ from meta_train.distributed import check_process_args
 from meta_train.inner import META_LOSS_SPLITS
 from meta_train.objective import META_LOSS_KINDS, TINY_RATIO
 from meta_train.pes import FITNESS_SHAPINGS, STRATEGIES
+from meta_train.selection import KEEP_CHOICES
 from meta_train.sharding import mesh_shape
 from meta_train.truncation import horizon_range_error, trunc_length_error
 
@@ -182,6 +183,10 @@ class RunSettings(_Validated):
         default: of ``family``).
       eval_every / eval_tasks: held-out evaluation period (0 = only at the end) and size;
         every evaluation of a run uses the same held-out tasks and batches.
+      keep: which theta the run returns and `scripts/pretrain.py` ships: ``"last"``, or
+        ``"best"``, the one of lowest held-out ``mean_log_loss`` among the initial theta,
+        the periodic evaluations and the last one (`meta_train.selection`; written as
+        ``theta_best`` beside ``theta``).
       ckpt_every / log_every: checkpoint and metrics periods in outer steps (0 = never).
       out_dir: run directory (config, metrics, checkpoints, final theta).
       shard / num_devices: split the particle axis over devices (`meta_train.sharding`);
@@ -197,6 +202,7 @@ class RunSettings(_Validated):
     heldout_family: str | None = None
     eval_every: int = setting(250, minimum=0)
     eval_tasks: int = setting(8, minimum=1)
+    keep: str = setting("last", choices=KEEP_CHOICES)
     ckpt_every: int = setting(100, minimum=0)
     log_every: int = setting(10, minimum=0)
     out_dir: str = "runs/meta-train"

@@ -52,8 +52,19 @@ def evaluate_theta(
             "tail_train_loss": tail_mean(losses)}
 
 
+def mean_log_loss(losses: Any) -> float:
+    """Mean over tasks and steps of ``log(loss)`` of f32[tasks, steps] training curves:
+    the area under the log-loss curve, lower for faster training whatever the loss's
+    scale; ``inf`` when any loss is non-finite (a diverged run is never the best one)."""
+    losses = jnp.asarray(losses)
+    if not bool(jnp.all(jnp.isfinite(losses))):
+        return float("inf")
+    return float(jnp.mean(jnp.log(jnp.maximum(losses, jnp.finfo(losses.dtype).tiny))))
+
+
 def summarize(result: dict) -> dict:
-    """Scalars for logging: means over tasks (non-finite values counted, not averaged)."""
+    """Scalars for logging: means over tasks (non-finite values counted, not averaged),
+    and `mean_log_loss` of the training curves."""
     summary = {}
     for name in ("final_train_loss", "final_test_loss", "tail_train_loss"):
         values = jnp.asarray(result[name])
@@ -62,4 +73,5 @@ def summarize(result: dict) -> dict:
     last = jnp.asarray(result["losses"])[:, -1]
     summary["last_batch_loss"] = float(jnp.nanmean(last))
     summary["num_nonfinite"] = int(jnp.sum(~jnp.isfinite(jnp.asarray(result["final_test_loss"]))))
+    summary["mean_log_loss"] = mean_log_loss(result["losses"])
     return summary

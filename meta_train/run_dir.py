@@ -16,7 +16,8 @@ from meta_train.checkpoint import CHECKPOINT, PREVIOUS, checkpoint_step
 
 # Files a run writes; an existing one means the directory holds a run.
 RUN_FILES = ("config.json", CHECKPOINT, PREVIOUS, "metrics.csv", "metrics.jsonl",
-             "theta.json", "theta.msgpack", "final_eval.json")
+             "theta.json", "theta.msgpack", "theta_best.json", "theta_best.msgpack",
+             "final_eval.json")
 
 
 class RunExists(FileExistsError):

@@ -8,7 +8,8 @@ A run directory holds ``config.json`` (the resolved config), ``metrics.csv`` and
 ``checkpoint.msgpack`` (the whole `EstimatorState`, replaced atomically every
 ``ckpt_every`` steps, at the end and on SIGINT / SIGTERM; the one before is kept as
 ``checkpoint.prev.msgpack``) and ``theta.json`` + ``theta.msgpack`` (the final
-meta-parameters via `l2o.save`, with provenance). Each outer step is one jitted call
+meta-parameters via `l2o.save`, with provenance); with ``keep="best"`` also
+``theta_best.*``, the best evaluated theta (`meta_train.selection`). Each outer step is one jitted call
 (`ESGradientEstimator.step`); metrics stay on device until a logging step.
 
 With several devices the particle axis is split over them (`meta_train.sharding`,
@@ -42,6 +43,7 @@ from meta_train.mixture import MixtureEstimator, group_estimator
 from meta_train.mixture_sharding import ShardedMixture
 from meta_train.pes import ESGradientEstimator
 from meta_train.run_dir import prepare_new, resume_step
+from meta_train import selection
 from meta_train.sharding import ShardedEstimator, particle_mesh, resolve_num_devices
 
 
@@ -50,12 +52,15 @@ class TrainResult:
     """What `train` returns.
 
     Attributes:
-      theta: final meta-parameters.
+      theta: the kept meta-parameters (``config.keep``: the final ones, or the best).
       run_dir: the run directory; metrics_path: its ``metrics.csv``.
-      theta_path: ``run_dir / "theta"`` (``.json`` + ``.msgpack`` written by `l2o.save`).
+      theta_path: where the kept theta is (``.json`` + ``.msgpack`` written by `l2o.save`):
+        ``run_dir / "theta"`` (the final one), or ``run_dir / "theta_best"``.
       steps: outer steps taken in total (including before a resume).
       final_eval: held-out summary for the final theta (``"trained"``) and the initial
-        one (``"initial"``), see `meta_train.evaluate.summarize`.
+        one (``"initial"``), see `meta_train.evaluate.summarize`; with ``keep="best"``
+        also ``"kept"``, the kept theta's summary plus its ``"step"``.
+      kept_step: the outer step of the kept theta (0: the initial one).
     """
 
     theta: Any
@@ -64,6 +69,7 @@ class TrainResult:
     theta_path: Path
     steps: int
     final_eval: dict
+    kept_step: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,6 +322,7 @@ def train(
     state = runner.init(jax.random.fold_in(root_key, 0), components.theta_init)
     log = MetricsLog(run_dir) if primary else None
     start_step, wall_offset, nonfinite_since_log = 0, 0.0, jnp.int32(0)
+    best = None  # the best periodic evaluation so far (`meta_train.selection`)
     checkpoint_path = run_dir / CHECKPOINT
     restoring = resume is not None and checkpoint_path.is_file()
     distributed.assert_same_everywhere(f"checkpoint found: {restoring}",
@@ -327,6 +334,7 @@ def train(
             state = runner.place(state)
         start_step, wall_offset = int(extra["step"]), float(extra["wall_time"])
         nonfinite_since_log = jnp.int32(extra.get("nonfinite_since_log", 0))
+        best = selection.from_extra(extra, components.theta_init)
         if log is not None:
             log.truncate(extra["metrics_offsets"])
     elif log is not None:
@@ -360,6 +368,7 @@ def train(
                     theta = runner.theta(state)
                     evaluated = _eval(components, config, theta, eval_key)
                     row.update({f"eval_{k}": v for k, v in evaluated.items()})
+                    best = selection.better(best, selection.candidate(step, theta, evaluated))
                 log.write(row)
                 bar.set_postfix(meta_loss=f"{row['meta_loss']:.4f}",
                                 steps_per_s=f"{row['steps_per_s']:.2f}")
@@ -374,6 +383,7 @@ def train(
                         "wall_time": wall_offset + time.perf_counter() - t_start,
                         "metrics_offsets": log.offsets(),
                         "nonfinite_since_log": int(nonfinite_since_log),
+                        **selection.to_extra(best),
                     })
             if interrupted:
                 raise Interrupted(step, stop.signum, run_dir)
@@ -390,15 +400,27 @@ def train(
         "initial": _eval(components, config, components.theta_init, eval_key),
     }
     steps = int(distributed.to_host(state.step))
-    theta_path = run_dir / "theta"
+    theta_path, kept = run_dir / "theta", selection.candidate(steps, theta, final_eval["trained"])
+    provenance = _provenance(config, steps, wall_time, final_eval)
+    if config.keep == "best":
+        initial = selection.candidate(0, components.theta_init, final_eval["initial"])
+        kept = selection.choose(kept, best, initial)
+        final_eval["kept"] = {**kept.evaluation, "step": kept.step}
     if primary:
         import l2o
 
-        l2o.save(theta_path, components.lopt, theta,
-                 _provenance(config, steps, wall_time, final_eval))
+        l2o.save(theta_path, components.lopt, theta, provenance)
+        if config.keep == "best":
+            theta_path = run_dir / "theta_best"
+            l2o.save(theta_path, components.lopt, kept.theta, {
+                **provenance, "heldout_eval": final_eval,
+                "kept": selection.record(kept, config.keep, steps)})
         (run_dir / "final_eval.json").write_text(json.dumps(final_eval, indent=2) + "\n")
-    return TrainResult(theta=theta, run_dir=run_dir, metrics_path=run_dir / "metrics.csv",
-                       theta_path=theta_path, steps=steps, final_eval=final_eval)
+    elif config.keep == "best":
+        theta_path = run_dir / "theta_best"
+    return TrainResult(theta=kept.theta if config.keep == "best" else theta, run_dir=run_dir,
+                       metrics_path=run_dir / "metrics.csv", theta_path=theta_path,
+                       steps=steps, final_eval=final_eval, kept_step=kept.step)
 
 
 def _training_fields(config: MetaTrainConfig) -> str:
