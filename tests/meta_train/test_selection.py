@@ -115,3 +115,22 @@ def test_keep_is_checked_and_has_a_flag(tmp_path):
     cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["meta-train", "--keep", "best", "--out", str(tmp_path / "o")])
     assert cli.resolve_config(args).keep == "best"
+
+
+def test_meta_train_cli_keep_best_names_the_kept_step_and_writes_theta_best(tmp_path, capsys):
+    from l2o.app.cli import main
+
+    run = tmp_path / "run"
+    code = main(["meta-train", "--family", "quadratic", "--lopt", "mlp",
+                 "--set", 'lopt_config={"hidden_sizes": [4]}', "--horizon", "4",
+                 "--trunc-length", "2", "--num-tasks", "2", "--num-pairs", "1",
+                 "--outer-steps", "4", "--keep", "best", "--no-progress", "--no-reference",
+                 "--out", str(run), "--set", "eval_every=2", "--set", "eval_tasks=1",
+                 "--set", "shard=false"])
+    assert code == 0
+    out = capsys.readouterr().out
+    kept = json.loads((run / "final_eval.json").read_text())["kept"]
+    assert f"meta-parameters: {run / 'theta_best'}.json" in out
+    assert f"kept the theta of step {kept['step']}: held-out mean log loss" in out
+    assert kept["step"] in (0, 2, 4)
+    assert l2o.load(run / "theta_best").record["provenance"]["kept"]["step"] == kept["step"]
