@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import l2o
 from l2o import registry
 from meta_train.config import MetaTrainConfig
 
@@ -19,9 +20,14 @@ RECIPES = sorted((Path(__file__).resolve().parents[2] / "scripts" / "pretrain").
 def test_recipe_is_a_valid_config(path):
     recipe = json.loads(path.read_text())
     assert recipe.pop("description").strip()
+    ship_overrides = recipe.pop("ship_overrides", {})
     config = MetaTrainConfig.from_dict(recipe)
     lopt = registry.get(config.lopt, **config.lopt_config)
     assert lopt.name == config.lopt
+    shipped = dataclasses.replace(lopt, **ship_overrides)  # the shipped form builds too
+    key = jax.random.PRNGKey(0)
+    assert (jax.tree.structure(shipped.init_meta_params(key))
+            == jax.tree.structure(lopt.init_meta_params(key)))
 
 
 def _first_update(lopt, params, grads):
@@ -100,3 +106,26 @@ def test_pretrain_run_directory_follows_dest_and_an_existing_run_is_named(tmp_pa
         pretrain.main(["tiny", "--dest", str(tmp_path / "quick"), "--resume"])
     with pytest.raises(SystemExit, match="has no run of tiny to resume"):
         pretrain.main(["tiny", "--dest", str(tmp_path / "none"), "--resume"])
+
+
+def test_ship_only_rewrites_the_shipped_file_with_the_recipes_ship_overrides(tmp_path, monkeypatch):
+    """``--ship-only`` writes the package file from a finished run without training, with
+    ``ship_overrides`` applied to the optimizer's config (same theta) and recorded."""
+    from tests.helpers.scripts import load_script
+
+    pretrain = load_script("pretrain")
+    monkeypatch.setattr(pretrain, "CONFIGS", tmp_path)
+    _tiny_recipe(tmp_path, outer_steps=2)
+    dest = ["--dest", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match="holds no finished run of tiny"):
+        pretrain.main(["tiny", "--ship-only", *dest])
+    assert pretrain.main(["tiny", *dest]) == 0
+    trained = l2o.load(tmp_path / "out" / "tiny")
+    recipe = json.loads((tmp_path / "tiny.json").read_text())
+    (tmp_path / "tiny.json").write_text(json.dumps({**recipe, "ship_overrides": {"unroll": False}}))
+    assert pretrain.main(["tiny", "--ship-only", *dest]) == 0
+    shipped = l2o.load(tmp_path / "out" / "tiny")
+    assert shipped.lopt == dataclasses.replace(trained.lopt, unroll=False) != trained.lopt
+    jax.tree.map(np.testing.assert_array_equal, shipped.theta, trained.theta)
+    assert shipped.record["provenance"]["ship_overrides"] == {"unroll": False}
+    assert shipped.record["provenance"]["outer_steps"] == 2
