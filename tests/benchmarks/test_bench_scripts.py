@@ -97,6 +97,7 @@ def test_state_bytes_match_formulas():
     # Shipped generalists: 5 momenta + second moment + 4 loss statistics (3 EMAs, the first
     # loss); h, c of 1x8, one momentum and the nominal Adam term's two accumulators.
     assert states["mlp-generalist-log"]["bytes"] == 4 * 6 * n + 4 * 4 + 8
+    assert states["mlp-generalist-2x16-best"]["bytes"] == states["mlp-generalist-log"]["bytes"]
     assert states["lstm-generalist"]["bytes"] == 4 * (2 * 8 + 1 + 2) * n + 8
     # The guard adds Adam's state, three counters, two flags, two losses, the running gap
     # and two running means; its paired runs both runs' params and gradients.
