@@ -44,16 +44,16 @@ run feature-major, W^T x with the coordinate axis last (faster CPU matmuls than 
 same sums). Leaves larger than ``2 * chunk_size`` coordinates (default 16384 on CPU, see
 `l2o.flat.map_rows`) run block by block, so their normalised (F, n) features and (32, n)
 activations stay in cache; on accelerators (``chunk_size=None``) each leaf is one pass.
-Small networks (every hidden layer at most `UNROLL_MAX_WIDTH` units, e.g. 2x8, 2x16) are
+Small networks (every hidden layer at most `UNROLL_MAX_WIDTH` units, e.g. 2x8) are
 instead written out as elementwise multiply-adds with the weights as scalars: XLA fuses a
 leaf's whole network into one loop over its coordinates, with no (H, n) activation in
 memory and no small-contraction matmul (about half the time of the matmul form for 2x8 and
 2x16 on CPU; `benchmarks/results/engine.md`). Same sums in another order: float32 rounding.
-``unroll`` (None: automatic as above) forces either form. ``unroll=False`` is for
-meta-training a small network on a large task mixture: every group's program then holds a
-few small matmuls instead of the network's hundreds of multiply-adds per leaf, which XLA
-compiles far faster (the unrolled 2x16 on the 13-group mixture had not compiled after 30
-minutes). The meta-parameters are the same in both forms.
+``unroll`` (None: automatic as above) forces either form. 2x16 is not unrolled by default:
+its hundreds of multiply-adds per leaf are hard on XLA's compiler (the unrolled 2x16 on
+the 13-group mixture had not compiled after 30 minutes, and the held-out suite's training
+loop with the 2x16 generalist ran out of memory compiling, over 12 GB, where the matmul
+form took 0.7 GB). The meta-parameters are the same in both forms.
 That path keeps each leaf in its own shape (so the new accumulators can overwrite a
 donated state in place) and takes the feature statistics as batched dot products
 (`l2o.features.row_sums_of_squares`), which XLA's CPU backend runs without materialising
@@ -79,7 +79,7 @@ from l2o.validation import check_chunk_size, check_num_steps, check_update_input
 FEATURE_LIMIT = 100.0  # clip of normalised features
 EXP_LIMIT = 20.0  # clip of every exponent (step multipliers stay below e^20)
 CPU_CHUNK = 16384  # coordinates per block on CPU (chunk_size=None)
-UNROLL_MAX_WIDTH = 16  # networks no wider than this run as unrolled elementwise ops
+UNROLL_MAX_WIDTH = 8  # networks no wider than this run as unrolled elementwise ops
 UPDATE_RMS_EPS = 1e-12  # under the square root of the learned term's per-tensor mean square
 # Named small configs (first-class, e.g. ``registry.get("mlp-2x8")``).
 PRESETS = {"mlp-2x8": {"hidden_sizes": (8, 8)}, "mlp-2x16": {"hidden_sizes": (16, 16)},

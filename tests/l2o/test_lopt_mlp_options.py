@@ -103,13 +103,14 @@ def test_normalized_update_blocked_equals_one_pass():
 
 @pytest.mark.parametrize("config", [
     {"hidden_sizes": (8, 8)},
-    {"hidden_sizes": (16, 4), "normalize_update": True, "fan_in_scaling": "inverse_sqrt"},
+    {"hidden_sizes": (16, 4), "normalize_update": True, "fan_in_scaling": "inverse_sqrt",
+     "unroll": True},
     {"hidden_sizes": (8,), "nominal": False, "weight_decay": 0.01, "normalize_over": "all"},
 ])
 def test_unrolled_small_network_equals_the_matmul_form(config):
-    """Networks no wider than UNROLL_MAX_WIDTH run as scalar multiply-adds; the updates and
-    states equal the feature-major matmul form's (``unroll=False``, and its blocked one),
-    also under vmap."""
+    """Networks no wider than UNROLL_MAX_WIDTH (or with unroll=True) run as scalar
+    multiply-adds; the updates and states equal the feature-major matmul form's
+    (``unroll=False``, and its blocked one), also under vmap."""
     lopt = MLPOptimizer(**config)
     assert lopt.unrolled
     theta = _random_theta(lopt)
@@ -137,6 +138,7 @@ def test_unroll_option_forces_either_form():
 
     wide = MLPOptimizer(hidden_sizes=(mlp.UNROLL_MAX_WIDTH + 4,))
     assert not wide.unrolled and MLPOptimizer(hidden_sizes=(8, 8)).unrolled
+    assert not MLPOptimizer(hidden_sizes=(16, 16)).unrolled  # hard to compile unrolled
     forced = dataclasses.replace(wide, unroll=True)
     assert forced.unrolled
     theta = _random_theta(wide)
