@@ -7,8 +7,9 @@ Lion, Lookahead(Adam), the MLP and LSTM learned optimizers at fresh meta-paramet
 shipped generalists (`SHIPPED`, their own config and meta-parameters; they read the loss),
 and the default MLP and LSTM guarded by Adam with the paper's per-step rule (`l2o.guard`,
 ``shadow=False``: two extra forward passes per step on the next minibatch) and with the
-default paired runs (``shadowguarded_*``: the fallback run beside the learned one, one more
-forward + backward per step and the same two optimizer updates). Timing:
+default paired runs (``shadowguarded_*``: the fallback run and the learned optimizer alone
+beside the restarted learned run, two more forward + backward passes per step and one more
+learned update). Timing:
 `benchmarks.common.time_interleaved` (warm-up, rotated order, median over repeats of
 blocks ending in ``block_until_ready``).
 

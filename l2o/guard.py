@@ -10,13 +10,15 @@ the point taken is exactly the next step's training loss). The name is not optax
 Paired runs (``shadow=True``, the default; `l2o.guard_paired` has the rule and its
 constants). The learned optimizer and the fallback each train their own copy of the
 params on the same minibatches, in full; the guard follows the run whose running mean of
-``next_loss_fn`` on the shared batches is lower, with hysteresis, and copies the fallback
+``next_loss_fn`` on the shared batches is lowest, with hysteresis, and copies the fallback
 run's point into the learned run when the learned run falls clearly behind or stops being
-finite. The fallback run is the fallback alone, so the followed point is never behind it
-for long; a learned run that stays ahead is the learned optimizer alone, never reset; the
-point returned is always one of the two runs'. Cost: two extra gradients of
-``next_loss_fn`` per step (one at each run's new point), both runs' params and gradients
-in the state (the optimizers' states: one each); ``next_loss_fn`` must be differentiable.
+finite. With ``alone_run`` (the default) a third run of the learned optimizer is never
+restarted while finite, so a learned trajectory that is behind early and ahead late is
+kept. The fallback run is the fallback alone, so the followed point is never behind it
+for long; the alone run is the learned optimizer alone; the point returned is always one
+of the runs'. Cost: one extra gradient of ``next_loss_fn`` per run and step (at its new
+point), every run's params and gradients in the state (one optimizer state per run);
+``next_loss_fn`` must be differentiable.
 
 Per-step rule (``shadow=False``; LGL2O, Prémont-Schwarz, Vítků & Feyereisl 2022, "A
 Simple Guard for Learned Optimizers", arXiv:2201.12426, our reading). At ``θ_t`` with
@@ -74,6 +76,7 @@ from l2o.guard_state import GuardState, guard_stats, init_guard_state  # noqa: F
 Params = Any
 # Constants of the paired runs (`l2o.guard_paired`); measured choice: docs/guard.md.
 DEFAULT_SETTINGS: dict[str, float] = {"smoothing": 0.97, "switch_gap": 0.0025, "reset_gap": 0.1}
+DEFAULT_ALONE_RUN = True
 
 
 def resolve_next_loss_fn(next_loss_fn: Any, value_fn: Any, caller: str) -> Any:
@@ -233,6 +236,7 @@ def loss_guarded(
     smoothing: float = DEFAULT_SETTINGS["smoothing"],
     switch_gap: float = DEFAULT_SETTINGS["switch_gap"],
     reset_gap: float = DEFAULT_SETTINGS["reset_gap"],
+    alone_run: bool = DEFAULT_ALONE_RUN,
 ) -> optax.GradientTransformationExtraArgs:
     """Guard ``learned`` with ``fallback`` (module doc).
 
@@ -248,6 +252,10 @@ def loss_guarded(
       switch_gap: hysteresis of the choice of run, a relative gap in ``[0, reset_gap)``.
       reset_gap: running gap past which the learned run restarts from the fallback run's
         point, in ``(switch_gap, 1)`` (near 1: only when it stops being finite).
+      alone_run: with ``shadow``, also run the learned optimizer alone, never restarted
+        while finite, and follow it when it leads (`l2o.guard_paired`): a learned
+        trajectory the restarts would throw away is kept. Costs one more learned update
+        and gradient per step and a third copy of the params and gradients.
 
     Returns:
       A transform with ``init(params) -> GuardState`` and ``update(grads, state, params,
@@ -262,8 +270,8 @@ def loss_guarded(
     fallback = optax.with_extra_args_support(fallback)
 
     def init_fn(params):
-        return init_guard_state(
-            learned.init(params), fallback.init(params), params if shadow else None)
+        return init_guard_state(learned.init(params), fallback.init(params),
+                                params if shadow else None, alone_run)
 
     def update_fn(updates, state, params=None, *, value=None, next_loss_fn=None,
                   value_fn=None, **extra):

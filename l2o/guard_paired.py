@@ -1,22 +1,27 @@
-"""The loss guard's paired runs: the learned and the fallback run side by side, the better one followed.
+"""The loss guard's paired runs: the learned and the fallback run side by side, the best one followed.
 
-Two whole runs share the minibatches of the training loop: the *learned run* (the learned
-optimizer from its own point ``θ^L``) and the *fallback run* (the fallback from ``θ^F``,
-nothing else: the fallback alone). The guard returns updates that move the caller's params
-to the point of the run it follows, so the gradient the caller passes is that run's; both
-runs' points and gradients are kept in the state. Step ``t`` (batch ``t``, comparison
-batch ``t + 1`` of ``next_loss_fn = L``)::
+Whole runs share the minibatches of the training loop: the *fallback run* (the fallback
+from ``θ^F``, nothing else: the fallback alone), the *learned run* (the learned optimizer
+from ``θ^L``, restarted from the fallback run's point when it falls clearly behind) and,
+with ``alone_run`` (the default), the *alone run* (the learned optimizer from ``θ^A``,
+never restarted while it is finite: the learned optimizer alone). The guard returns updates
+that move the caller's params to the point of the run it follows, so the gradient the
+caller passes is that run's; every run's point and gradient are kept in the state. Step
+``t`` (batch ``t``, comparison batch ``t + 1`` of ``next_loss_fn = L``), for each run
+``r`` in F, L, A::
 
-    θ^L ← θ^L + u_learned(g^L)      θ^F ← θ^F + u_fallback(g^F)        # both runs step
-    (ℓ^L, g^L) = (L, ∇L)(θ^L)    (ℓ^F, g^F) = (L, ∇L)(θ^F)          # same batch: paired
-    m^L ← s·m^L + (1 - s)·ℓ^L      m^F ← s·m^F + (1 - s)·ℓ^F         # running means, s = smoothing
-    D_t = (m^L - m^F) / (|m^L| + |m^F|)                               # running gap, in [-1, 1]
+    θ^r ← θ^r + u_r(g^r)                     # u_L = u_A: the learned optimizer, own states
+    (ℓ^r, g^r) = (L, ∇L)(θ^r)                # same batch for every run: paired
+    m^r ← s·m^r + (1 - s)·ℓ^r                # running means, s = smoothing
+    D_t = (m^L - m^F) / (|m^L| + |m^F|)      # running gap of the learned run, in [-1, 1]
     if D_t > reset_gap (learned run clearly behind) or ℓ^L, θ^L not finite:
-        θ^L ← θ^F, m^L ← the value that makes D_t = reset_gap         # copy, learned state kept
-    follow the learned run  iff  D_t < -switch_gap, or D_t <= switch_gap while following it
-    (never a non-finite run while the other is finite; after a copy, the fallback run)
+        θ^L ← θ^F, m^L ← the value that makes D_t = reset_gap     # copy, learned state kept
+    if ℓ^A, θ^A not finite: the same copy into the alone run
+    follow the run with the lowest m^r if it leads the run followed by more than
+    switch_gap (relative gap as D); never a non-finite run while another is finite;
+    a run just copied into is left for the fallback run first
 
-``D`` compares running *means* of the losses (both start at 0; the common bias cancels in
+``D`` compares running *means* of the losses (all start at 0; the common bias cancels in
 the ratio), as the full-split loss the run is judged by is a mean: a running mean of
 per-batch ratios (``log ℓ^L - log ℓ^F``) followed learned runs with most batch losses near
 0 and a few large ones, 2-3x above the fallback on the full split (``docs/guard.md``).
@@ -26,17 +31,23 @@ the fallback run's point. After a copy the running gap restarts at ``reset_gap``
 the restarted learned run is followed again only once it has led on several batches, not
 after one lucky step from the fallback's point.
 
+Why three runs. The restarts pay where a learned rule is good locally but unstable
+(restarted near the fallback's good point it makes fast local progress), and they throw
+away a learned trajectory that is behind early and ahead late (measured: `docs/guard.md`).
+The alone run keeps that trajectory, so the guard can follow the learned optimizer alone
+whenever it leads, whatever the restarts did.
+
 Consequences. The fallback run is never touched: its points are those of the fallback
-alone on the same batches: both runs' points, gradients and losses are kept in the state,
-and the caller's gradient is used for a run only when the caller's params are exactly that
-run's point (a switch moves them by ``θ - params``, which may round: then the run takes
-the gradient the guard computed at its own point). A learned run that stays ahead is never
-reset and is followed: it is the learned optimizer alone. The point returned is always
-that of one of the two runs. Cost per step beyond the two optimizer updates: two
-gradients of ``next_loss_fn`` (values included); state: both runs' params and gradients
-(four copies of the params). Measured first with one-rounding switches instead, the
-fallback run drifted from the fallback alone after the switches and ended 1.3% above it
-on a tanh regression (``docs/guard.md``).
+alone on the same batches; the caller's gradient is used for a run only when the caller's
+params are exactly that run's point (a switch moves them by ``θ - params``, which may round:
+then the run takes the gradient the guard computed at its own point). The alone run, while
+finite, is the learned optimizer alone, and a learned run that stays ahead is never reset.
+The point returned is always that of one of the runs. Cost per step beyond the optimizer
+updates (two learned, one fallback; one learned without the alone run): one gradient of
+``next_loss_fn`` (value included) per run; state: every run's params and gradients (six
+copies of the params; four without the alone run). Measured first with one-rounding
+switches instead, the fallback run drifted from the fallback alone after the switches and
+ended 1.3% above it on a tanh regression (``docs/guard.md``).
 """
 
 from __future__ import annotations
@@ -52,6 +63,8 @@ from l2o.guard_state import GuardState
 Params = Any
 # (grads, inner_state, params, value) -> (updates, inner_state); value may be None.
 RunUpdate = Callable[[Params, Any, Params, Any], tuple[Params, Any]]
+# Indices of the runs (`GuardState.following`).
+FALLBACK, LEARNED, ALONE = 0, 1, 2
 
 
 def all_finite(tree: Params) -> jax.Array:
@@ -85,6 +98,14 @@ def _pick(flag: jax.Array, a: Params, b: Params) -> Params:
     return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
 
 
+def _select(index: jax.Array, values: tuple[jax.Array, ...]) -> jax.Array:
+    """``values[index]`` for a traced int ``index`` (a chain of ``jnp.where``)."""
+    out = values[0]
+    for i, x in enumerate(values[1:], start=1):
+        out = jnp.where(index == i, x, out)
+    return out
+
+
 def _move(params: Params, run_params: Params, run_updates: Params, target: Params) -> Params:
     """Updates taking ``params`` to ``target``: a run's own update where the caller is at
     that run's point (exact), else ``target - params``; non-finite entries become 0."""
@@ -93,6 +114,15 @@ def _move(params: Params, run_params: Params, run_updates: Params, target: Param
         return jnp.nan_to_num(move, nan=0.0, posinf=0.0, neginf=0.0).astype(p.dtype)
 
     return jax.tree.map(one, params, run_params, run_updates, target)
+
+
+def _step_run(update: RunUpdate, own_grads, own_value, inner_state, run_params, loss_and_grad):
+    """One run's step: its update, its new point, and the loss and gradient there."""
+    updates, inner_state = update(own_grads, inner_state, run_params, own_value)
+    new_params = optax.apply_updates(run_params, updates)
+    loss, grads = loss_and_grad(new_params)
+    ok = jnp.isfinite(loss) & all_finite(new_params)
+    return updates, inner_state, new_params, jnp.where(ok, loss, jnp.inf), grads, ok
 
 
 def paired_update(
@@ -108,16 +138,18 @@ def paired_update(
     switch_gap: float,
     reset_gap: float,
 ) -> tuple[Params, GuardState]:
-    """One step of both runs and the choice between them (module doc).
+    """One step of the runs and the choice between them (module doc).
 
     Args:
       learned_update, fallback_update: ``(grads, inner_state, params, value) -> (updates,
-        inner_state)`` of each optimizer, other extra arguments already bound.
+        inner_state)`` of each optimizer, other extra arguments already bound (the learned
+        one steps both learned runs).
       grads: gradient at ``params``. It is the followed run's gradient when ``params`` is
         exactly that run's point (always on the first step); otherwise (after a switch,
         ``params + (θ - params)`` may differ from ``θ`` by a rounding) the gradient the
         guard took at the run's own point is used, so each run stays its optimizer alone.
-      state: a paired-runs `GuardState` (``fallback_params`` set).
+      state: a paired-runs `GuardState` (``fallback_params`` set; ``alone_params`` set
+        when the learned optimizer alone is run too).
       params: the caller's current point.
       value: the loss at ``params`` on this step's batch, or None.
       next_loss_fn: ``params -> scalar`` loss on the next step's minibatch.
@@ -128,71 +160,96 @@ def paired_update(
       ``(updates, state)``: updates move ``params`` to the point of the run followed next.
       Jittable and vmappable (choices are ``jnp.where``).
     """
-    first = (state.num_learned + state.num_fallback) == 0  # both runs at params
+    first = (state.num_learned + state.num_fallback) == 0  # every run at params
+    with_alone = state.alone_params is not None
+    following = state.following
 
-    def own(at_run, run_params, run_grads, run_loss):
-        at_run = first | (at_run & all_equal(params, run_params))
+    def own(index, run_params, run_grads, run_loss):
+        at_run = first | ((following == index) & all_equal(params, run_params))
         g = _pick(at_run, grads, run_grads)
         v = None if value is None else jnp.where(at_run, jnp.asarray(value, jnp.float32),
                                                  run_loss)
         return g, v
 
-    learned_params, fallback_params = state.learned_params, state.fallback_params
-    g_l, v_l = own(state.used_learned, learned_params, state.learned_grads, state.learned_loss)
-    g_f, v_f = own(~state.used_learned, fallback_params, state.fallback_grads,
-                   state.fallback_loss)
-    learned_updates, learned_state = learned_update(g_l, state.learned_state, learned_params, v_l)
-    fallback_updates, fallback_state = fallback_update(
-        g_f, state.fallback_state, fallback_params, v_f)
-    new_learned = optax.apply_updates(learned_params, learned_updates)
-    new_fallback = optax.apply_updates(fallback_params, fallback_updates)
     loss_and_grad = jax.value_and_grad(lambda p: scalar_loss(next_loss_fn, p))
-    learned_loss, learned_grads = loss_and_grad(new_learned)
-    fallback_loss, fallback_grads = loss_and_grad(new_fallback)
-    learned_ok = jnp.isfinite(learned_loss) & all_finite(new_learned)
-    fallback_ok = jnp.isfinite(fallback_loss) & all_finite(new_fallback)
-    learned_loss = jnp.where(learned_ok, learned_loss, jnp.inf)
-    fallback_loss = jnp.where(fallback_ok, fallback_loss, jnp.inf)
+    old = [(FALLBACK, fallback_update, state.fallback_state, state.fallback_params,
+            state.fallback_grads, state.fallback_loss, state.fallback_mean),
+           (LEARNED, learned_update, state.learned_state, state.learned_params,
+            state.learned_grads, state.learned_loss, state.learned_mean)]
+    if with_alone:
+        old.append((ALONE, learned_update, state.alone_state, state.alone_params,
+                    state.alone_grads, state.alone_loss, state.alone_mean))
+    runs = []
+    for index, update, inner, run_params, run_grads, run_loss, run_mean in old:
+        updates, inner, new_params, loss, new_grads, ok = _step_run(
+            update, *own(index, run_params, run_grads, run_loss), inner, run_params,
+            loss_and_grad)
+        mean = smoothing * run_mean + (1.0 - smoothing) * loss
+        runs.append(dict(updates=updates, inner=inner, params=new_params, loss=loss,
+                         grads=new_grads, ok=ok, mean=mean, source=run_params,
+                         source_updates=updates, reset=jnp.asarray(False)))
 
-    learned_mean = smoothing * state.learned_mean + (1.0 - smoothing) * learned_loss
-    fallback_mean = smoothing * state.fallback_mean + (1.0 - smoothing) * fallback_loss
-    running_gap = paired_gap(learned_mean, fallback_mean)
-    reset = fallback_ok & (~learned_ok | (running_gap > reset_gap))
-    new_learned = _pick(reset, new_fallback, new_learned)
-    learned_grads = _pick(reset, fallback_grads, learned_grads)
-    learned_loss = jnp.where(reset, fallback_loss, learned_loss)
-    learned_ok = learned_ok | reset
-    # m^L with (m^L - m^F) / (|m^L| + |m^F|) = reset_gap (m^F finite, as reset needs it).
-    restart = fallback_mean + 2.0 * reset_gap / (1.0 - reset_gap) * jnp.abs(fallback_mean)
-    learned_mean = jnp.where(reset, restart, learned_mean)
-    running_gap = jnp.where(reset, paired_gap(learned_mean, fallback_mean), running_gap)
-    follow_learned = jnp.where(state.used_learned, running_gap <= switch_gap,
-                               running_gap < -switch_gap)
-    follow_learned = (follow_learned & ~reset & learned_ok) | (learned_ok & ~fallback_ok)
+    fallback = runs[FALLBACK]
+    # m with (m - m^F) / (|m| + |m^F|) = reset_gap (m^F finite, as a copy needs it).
+    restart = fallback["mean"] + 2.0 * reset_gap / (1.0 - reset_gap) * jnp.abs(fallback["mean"])
+    running_gap = paired_gap(runs[LEARNED]["mean"], fallback["mean"])
+    for index, run in enumerate(runs[1:], start=1):
+        behind = running_gap > reset_gap if index == LEARNED else False
+        reset = fallback["ok"] & (~run["ok"] | behind)
+        for field in ("params", "grads", "source", "source_updates"):
+            run[field] = _pick(reset, fallback[field], run[field])
+        run["loss"] = jnp.where(reset, fallback["loss"], run["loss"])
+        run["ok"] = run["ok"] | reset
+        run["mean"] = jnp.where(reset, restart, run["mean"])
+        run["reset"] = reset
+    running_gap = paired_gap(runs[LEARNED]["mean"], fallback["mean"])
+
+    # The run followed: after a copy into it, the fallback run; then the run with the
+    # lowest running mean, if it leads the current one by more than switch_gap. A run that
+    # is not finite is never followed while another is.
+    current = jnp.where(jnp.stack([r["reset"] for r in runs])[following], FALLBACK, following)
+    means = jnp.stack([jnp.where(r["ok"], r["mean"], jnp.inf) for r in runs])
+    oks = jnp.stack([r["ok"] for r in runs])
+    best = jnp.argmin(means)
+    best = jnp.where(oks[best], best, jnp.argmax(oks)).astype(jnp.int32)  # a finite one
+    leads = paired_gap(means[best], means[current]) < -switch_gap
+    follow = jnp.where((leads & oks[best]) | (~oks[current] & oks[best]), best, current)
+    follow = jnp.where(oks.any(), follow, FALLBACK).astype(jnp.int32)
+
+    def chosen(field):
+        values = [r[field] for r in runs]
+        return jax.tree.map(lambda *xs: _select(follow, xs), *values)
 
     # Updates to the followed run's new point: its own update where the caller is at its
-    # old point (exact; after a copy the learned run's old point is the fallback run's).
-    from_fallback = ~follow_learned | reset
-    updates = _move(params, _pick(from_fallback, fallback_params, learned_params),
-                    _pick(from_fallback, fallback_updates, learned_updates),
-                    _pick(follow_learned, new_learned, new_fallback))
-    taken = follow_learned.astype(jnp.int32)
-    new_state = GuardState(
-        learned_state=learned_state,
-        fallback_state=fallback_state,
-        num_learned=state.num_learned + taken,
-        num_fallback=state.num_fallback + (1 - taken),
-        used_learned=follow_learned,
-        learned_loss=learned_loss,
-        fallback_loss=fallback_loss,
-        learned_params=new_learned,
-        fallback_params=new_fallback,
-        learned_grads=learned_grads,
-        fallback_grads=fallback_grads,
-        num_resets=state.num_resets + reset.astype(jnp.int32),
-        reset=reset,
+    # old point (exact; after a copy the run's old point is the fallback run's).
+    updates = _move(params, chosen("source"), chosen("source_updates"), chosen("params"))
+    on_learned = (follow != FALLBACK).astype(jnp.int32)
+    learned, extra = runs[LEARNED], {}
+    if with_alone:
+        alone = runs[ALONE]
+        extra = dict(alone_state=alone["inner"], alone_params=alone["params"],
+                     alone_grads=alone["grads"], alone_loss=alone["loss"],
+                     alone_mean=jnp.asarray(alone["mean"], jnp.float32),
+                     num_alone=state.num_alone + (follow == ALONE).astype(jnp.int32),
+                     num_alone_resets=state.num_alone_resets + alone["reset"].astype(jnp.int32))
+    new_state = state._replace(
+        learned_state=learned["inner"],
+        fallback_state=fallback["inner"],
+        num_learned=state.num_learned + on_learned,
+        num_fallback=state.num_fallback + (1 - on_learned),
+        used_learned=follow != FALLBACK,
+        learned_loss=learned["loss"],
+        fallback_loss=fallback["loss"],
+        learned_params=learned["params"],
+        fallback_params=fallback["params"],
+        learned_grads=learned["grads"],
+        fallback_grads=fallback["grads"],
+        num_resets=state.num_resets + learned["reset"].astype(jnp.int32),
+        reset=learned["reset"],
         running_gap=jnp.asarray(running_gap, jnp.float32),
-        learned_mean=jnp.asarray(learned_mean, jnp.float32),
-        fallback_mean=jnp.asarray(fallback_mean, jnp.float32),
+        learned_mean=jnp.asarray(learned["mean"], jnp.float32),
+        fallback_mean=jnp.asarray(fallback["mean"], jnp.float32),
+        following=follow,
+        **extra,
     )
     return updates, new_state

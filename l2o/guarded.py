@@ -31,7 +31,7 @@ import optax
 
 from l2o.base import LearnedOptimizer
 from l2o.guard import (
-    DEFAULT_SETTINGS, check_settings, check_transform, guarded_update, loss_guarded,
+    DEFAULT_ALONE_RUN, DEFAULT_SETTINGS, check_settings, check_transform, guarded_update, loss_guarded,
     resolve_next_loss_fn,
 )
 from l2o.guard_state import GuardState, init_guard_state
@@ -52,6 +52,8 @@ class GuardedOptimizer(LearnedOptimizer):
       shadow: run the learned optimizer and the fallback alone side by side and follow
         the one ahead (`l2o.guard_paired`); ``False``: the per-step rule (`l2o.guard`).
       smoothing, switch_gap, reset_gap: the paired runs' constants (`loss_guarded`).
+      alone_run: with ``shadow``, a third run of the learned optimizer alone, followed
+        when it leads (`loss_guarded`).
     """
 
     learned: LearnedOptimizer
@@ -60,6 +62,7 @@ class GuardedOptimizer(LearnedOptimizer):
     smoothing: float = DEFAULT_SETTINGS["smoothing"]
     switch_gap: float = DEFAULT_SETTINGS["switch_gap"]
     reset_gap: float = DEFAULT_SETTINGS["reset_gap"]
+    alone_run: bool = DEFAULT_ALONE_RUN
 
     needs_next_loss_fn: ClassVar[bool] = True
 
@@ -95,7 +98,7 @@ class GuardedOptimizer(LearnedOptimizer):
                 "'learning_rate': 1e-3}."
             )
         return {"learned": registry.to_dict(self.learned), "fallback": self.fallback.to_dict(),
-                "shadow": self.shadow, **self._settings()}
+                "shadow": self.shadow, "alone_run": self.alone_run, **self._settings()}
 
     def _settings(self) -> dict[str, float]:
         return check_settings(self.smoothing, self.switch_gap, self.reset_gap)
@@ -133,7 +136,8 @@ class GuardedOptimizer(LearnedOptimizer):
         """`GuardState` with the learned state for ``num_steps`` and a fresh fallback state."""
         learned_state = self.learned.init(theta, params, num_steps)
         fallback_state = optax.with_extra_args_support(self.fallback_transform).init(params)
-        return init_guard_state(learned_state, fallback_state, params if self.shadow else None)
+        return init_guard_state(learned_state, fallback_state,
+                                params if self.shadow else None, self.alone_run)
 
     def update(
         self,
@@ -168,4 +172,4 @@ class GuardedOptimizer(LearnedOptimizer):
     def as_optax(self, theta: Any, num_steps: int | None = None) -> optax.GradientTransformationExtraArgs:
         """``loss_guarded(learned.as_optax(theta, num_steps), fallback, ...)``, same settings."""
         return loss_guarded(self.learned.as_optax(theta, num_steps), self.fallback_transform,
-                            shadow=self.shadow, **self._settings())
+                            shadow=self.shadow, alone_run=self.alone_run, **self._settings())

@@ -9,6 +9,7 @@ each guarded by that tuned Adam with the paired runs, for every guard setting gi
     python scripts/guard_heldout.py mlp-image --problems diabetes-tanh \
         --settings 0.9:0.0025:0.1,0.9:0.0025:0.99
     python scripts/guard_heldout.py --families mlp-digits,quadratic --steps 200
+    python scripts/guard_heldout.py mlp-generalist-log --no-alone-run   # two runs only
 
 Prints, per problem and row, the final full-train loss (mean over seeds) and its ratio to
 tuned Adam's and to the learned optimizer alone's; writes ``guard_heldout.json`` and the
@@ -42,6 +43,9 @@ def parse_args(argv=None):
                         "held-out problems (one task each), e.g. to choose --settings off the suite")
     parser.add_argument("--settings", default="0.97:0.0025:0.1",
                         help="comma-separated smoothing:switch_gap:reset_gap (default %(default)s)")
+    parser.add_argument("--alone-run", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the learned optimizer alone as a third run (default: "
+                        "l2o.guard's default)")
     parser.add_argument("--steps", type=int, default=suite.DEFAULT_STEPS)
     parser.add_argument("--seeds", type=int, default=suite.DEFAULT_SEEDS)
     parser.add_argument("--seed", type=int, default=0)
@@ -114,10 +118,12 @@ def main(argv=None) -> int:
                 for s in args.settings.split(",")]
     for s in settings:
         l2o.guard.check_settings(**s)
+    alone_run = l2o.guard.DEFAULT_ALONE_RUN if args.alone_run is None else args.alone_run
     spec = get_baseline(REFERENCE).with_grid(**SUITE_GRIDS[REFERENCE])
     key = jax.random.PRNGKey(args.seed)
     start, out = time.perf_counter(), {"settings": settings, "device": str(jax.devices()[0]),
-                                       "steps": args.steps, "seeds": args.seeds, "problems": {}}
+                                       "steps": args.steps, "seeds": args.seeds, "alone_run": alone_run,
+                                       "problems": {}}
     for problem in problems:
         family = make_family(problem)
 
@@ -138,7 +144,7 @@ def main(argv=None) -> int:
             grid = [dict(s) for s in settings]
 
             def make(f=factory, **s):
-                return l2o.loss_guarded(f(args.steps), fallback, **s)
+                return l2o.loss_guarded(f(args.steps), fallback, alone_run=alone_run, **s)
 
             guarded = run(make, grid, l2o.guard_stats)
             g_final, g_diverged = final_loss(guarded)
@@ -148,13 +154,16 @@ def main(argv=None) -> int:
                     "settings": s, "final_train_loss": float(g_final[i]),
                     "diverged": int(g_diverged[i]), "learned_fraction": stats["learned_fraction"],
                     "num_resets": stats["num_resets"], "ends_on_learned": stats["used_learned"],
+                    "alone_fraction": stats["alone_fraction"],
+                    "ends_on_alone": float(np.mean(guarded.final_stats["following"][i] == 2)),
                     "vs_adam": float(g_final[i] / finals[best]),
                     "vs_learned": float(g_final[i] / alone)}
                 r = rows[f"{name}+guard {i}"]
                 print(f"{problem:20s} {name:16s} set {i}: guard {r['final_train_loss']:.4g} "
                       f"adam {finals[best]:.4g} alone {alone:.4g}  vs adam {r['vs_adam']:.3f} "
                       f"vs alone {r['vs_learned']:.3f}  learned {100 * r['learned_fraction']:.0f}% "
-                      f"resets {r['num_resets']:.1f} end-on-learned {r['ends_on_learned']:.2f}",
+                      f"resets {r['num_resets']:.1f} end-on-learned {r['ends_on_learned']:.2f} "
+                      f"end-on-alone {r['ends_on_alone']:.2f}",
                       flush=True)
         out["problems"][problem] = rows
         Path(args.out).mkdir(parents=True, exist_ok=True)

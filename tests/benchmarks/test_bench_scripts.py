@@ -99,10 +99,11 @@ def test_state_bytes_match_formulas():
     assert states["mlp-generalist-log"]["bytes"] == 4 * 6 * n + 4 * 4 + 8
     assert states["mlp-generalist-2x16-best"]["bytes"] == states["mlp-generalist-log"]["bytes"]
     assert states["lstm-generalist"]["bytes"] == 4 * (2 * 8 + 1 + 2) * n + 8
-    # The guard adds Adam's state, three counters, two flags, two losses, the running gap
-    # and two running means; its paired runs both runs' params and gradients.
-    assert states["guarded_mlp"]["bytes"] == states["mlp"]["bytes"] + states["adam"]["bytes"] + 34
-    paired = 4 * 4 * n
+    # The guard adds Adam's state, five counters, two flags, three losses, the running gap
+    # and three running means; its paired runs the fallback and learned runs' params and
+    # gradients, and the alone run's params, gradients and learned state.
+    assert states["guarded_mlp"]["bytes"] == states["mlp"]["bytes"] + states["adam"]["bytes"] + 54
+    paired = 4 * 4 * n + 4 * 2 * n + states["mlp"]["bytes"]
     assert states["shadowguarded_mlp"]["bytes"] == states["guarded_mlp"]["bytes"] + paired
 
 

@@ -245,10 +245,11 @@ def test_value_and_extra_args_reach_both_inner_optimizers():
     params = {"x": jnp.ones(2)}
     next_loss_fn = lambda p: 0.25 * jnp.sum(p["x"])  # noqa: E731
     tx.update(params, tx.init(params), params, value=2.5, next_loss_fn=next_loss_fn, step_size=1)
-    assert seen["learned"] == [(2.5, ["next_loss_fn", "step_size"])]
+    # The learned optimizer steps two runs: the learned run and the alone run.
+    assert seen["learned"] == [(2.5, ["next_loss_fn", "step_size"])] * 2
     assert seen["fallback"] == [(2.5, ["next_loss_fn", "step_size"])]
     # Paired runs, second step: each run gets the loss at its own point (the fallback run,
-    # followed, the caller's value; the learned run its comparison loss of the last step).
+    # followed, the caller's value; the learned runs their comparison losses of the last step).
     state = tx.init(params)
     updates, state = tx.update(params, state, params, value=2.5, next_loss_fn=next_loss_fn)
     params = optax.apply_updates(params, updates)  # the fallback run's point
@@ -256,12 +257,13 @@ def test_value_and_extra_args_reach_both_inner_optimizers():
     tx.update(params, state, params, value=1.5, next_loss_fn=next_loss_fn)
     assert not bool(state.used_learned)
     assert seen["fallback"] == [(1.5, ["next_loss_fn"])]
-    assert seen["learned"] == [(float(state.learned_loss), ["next_loss_fn"])]
+    assert seen["learned"] == [(float(state.learned_loss), ["next_loss_fn"]),
+                               (float(state.alone_loss), ["next_loss_fn"])]
     # optax's value_fn (the current batch's loss) is passed on as given, beside it.
     seen["learned"].clear()
     tx.update(params, tx.init(params), params, value=2.5, next_loss_fn=next_loss_fn,
               value_fn=lambda p: 0.0)
-    assert seen["learned"] == [(2.5, ["next_loss_fn", "value_fn"])]
+    assert seen["learned"] == [(2.5, ["next_loss_fn", "value_fn"])] * 2
 
 
 def test_value_fn_is_a_deprecated_alias_of_next_loss_fn():

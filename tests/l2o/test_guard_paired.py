@@ -258,6 +258,72 @@ def test_settings_are_validated_and_reach_the_optax_form(monkeypatch):
 
     monkeypatch.setattr(l2o.guarded, "loss_guarded", spy)
     guarded = GuardedOptimizer(l2o.MLPOptimizer(), optax.sgd(0.5), smoothing=0.25,
-                               switch_gap=0.01, reset_gap=0.3)
+                               switch_gap=0.01, reset_gap=0.3, alone_run=False)
     guarded.as_optax(guarded.init_meta_params(jax.random.key(0)), num_steps=10)
-    assert seen == {"shadow": True, "smoothing": 0.25, "switch_gap": 0.01, "reset_gap": 0.3}
+    assert seen == {"shadow": True, "smoothing": 0.25, "switch_gap": 0.01, "reset_gap": 0.3,
+                    "alone_run": False}
+
+
+def scripted(moves):
+    """A rule that ignores the gradient: step ``t`` moves every coordinate by ``moves[t]``
+    (0 after the last)."""
+    moves = jnp.asarray(moves, jnp.float32)
+
+    def init(params):
+        return jnp.zeros((), jnp.int32)
+
+    def update(updates, count, params=None):
+        move = jnp.where(count < moves.shape[0], moves[jnp.minimum(count, moves.shape[0] - 1)], 0.0)
+        return jax.tree.map(lambda u: jnp.full_like(u, move), updates), count + 1
+
+    return optax.GradientTransformation(init, update)
+
+
+def test_alone_run_keeps_a_trajectory_that_the_restarts_throw_away():
+    """f(x) = x^2 / 2 from x = 1. The learned rule climbs to x = 4 in 3 steps, then jumps
+    to the optimum 0; the fallback SGD(0.05) shrinks x by 0.95 per step. The learned run is
+    restarted from the fallback's point while it climbs and then jumps from there (to -3.1,
+    behind again); the alone run, never restarted, reaches 0 and is followed once its
+    running mean leads."""
+    loss_fn = lambda p: 0.5 * p["x"] ** 2  # noqa: E731
+    fallback = optax.sgd(0.05)
+
+    def run(tx, steps=24):
+        params = {"x": jnp.float32(1.0)}
+        state = tx.init(params)
+        with jax.disable_jit():
+            for _ in range(steps):
+                grads = jax.grad(loss_fn)(params)
+                updates, state = tx.update(grads, state, params, next_loss_fn=loss_fn)
+                params = optax.apply_updates(params, updates)
+        return float(params["x"]), state
+
+    learned = scripted([1.0, 1.0, 1.0, -4.0])
+    x, state = run(loss_guarded(learned, fallback, smoothing=0.5, alone_run=True))
+    assert x == 0.0 and float(state.alone_params["x"]) == 0.0
+    stats = guard_stats(state)
+    assert int(stats["following"]) == 2 and bool(stats["used_learned"])
+    assert int(stats["num_resets"]) >= 1 and int(stats["num_alone_resets"]) == 0
+    assert 0 < int(stats["num_alone"]) <= int(stats["num_learned"])
+    assert float(stats["chosen_loss"]) == 0.0
+    # The fallback run is still the fallback alone.
+    fallback_x, _ = run(fallback)
+    assert float(state.fallback_params["x"]) == fallback_x
+    # Without the alone run the learned trajectory is lost: the guard ends at the fallback's
+    # level, 0.95^24 = 0.29.
+    x, state = run(loss_guarded(learned, fallback, smoothing=0.5, alone_run=False))
+    assert abs(x) > 0.1 and state.alone_params is None
+    assert int(guard_stats(state)["num_alone"]) == 0
+
+
+def test_alone_run_that_stops_being_finite_restarts_from_the_fallback_run():
+    params = {"x": jnp.array([1.0, 2.0])}
+    loss_fn = lambda p: jnp.sum(p["x"] ** 2)  # noqa: E731
+    tx = loss_guarded(nan_producing(), optax.sgd(0.1), alone_run=True)
+    updates, state = tx.update(jax.grad(loss_fn)(params), tx.init(params), params,
+                               next_loss_fn=loss_fn)
+    np.testing.assert_allclose(state.alone_params["x"], state.fallback_params["x"])
+    stats = guard_stats(state)
+    assert (int(stats["num_alone_resets"]), int(stats["num_resets"])) == (1, 1)
+    assert int(stats["following"]) == 0
+    np.testing.assert_allclose(updates["x"], -0.1 * jax.grad(loss_fn)(params)["x"], rtol=1e-6)

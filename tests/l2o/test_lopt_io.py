@@ -183,8 +183,8 @@ def test_guarded_optimizer_round_trips_through_files(tmp_path):
     assert record["config"] == {
         "learned": {"architecture": "lstm",
                     "config": json.loads(json.dumps(guarded.learned.to_config()))},
-        "fallback": {"name": "sgd", "learning_rate": 0.1}, "shadow": True, "smoothing": 0.25,
-        "switch_gap": 0.0025, "reset_gap": 0.1}
+        "fallback": {"name": "sgd", "learning_rate": 0.1}, "shadow": True, "alone_run": True,
+        "smoothing": 0.25, "switch_gap": 0.0025, "reset_gap": 0.1}
     loaded = l2o.load(tmp_path / "g")
     assert loaded.lopt == guarded and hash(loaded.lopt) == hash(guarded)
     for a, b in zip(jax.tree.leaves(loaded.theta), jax.tree.leaves(theta)):
