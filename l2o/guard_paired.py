@@ -185,7 +185,7 @@ def paired_update(
             update, *own(index, run_params, run_grads, run_loss), inner, run_params,
             loss_and_grad)
         mean = smoothing * run_mean + (1.0 - smoothing) * loss
-        runs.append(dict(updates=updates, inner=inner, params=new_params, loss=loss,
+        runs.append(dict(inner=inner, params=new_params, loss=loss,
                          grads=new_grads, ok=ok, mean=mean, source=run_params,
                          source_updates=updates, reset=jnp.asarray(False)))
 
