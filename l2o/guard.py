@@ -76,6 +76,7 @@ from l2o.guard_state import GuardState, guard_stats, init_guard_state  # noqa: F
 Params = Any
 # Constants of the paired runs (`l2o.guard_paired`); measured choice: docs/guard.md.
 DEFAULT_SETTINGS: dict[str, float] = {"smoothing": 0.97, "switch_gap": 0.0025, "reset_gap": 0.1}
+# Whether the paired runs include the learned optimizer alone (docs/guard.md measures both).
 DEFAULT_ALONE_RUN = True
 
 
@@ -218,6 +219,15 @@ def check_settings(smoothing: Any, switch_gap: Any, reset_gap: Any) -> dict[str,
     return {name: float(v) for name, v in values.items()}
 
 
+def check_alone_run(alone_run: Any) -> bool:
+    """``alone_run`` itself; raise unless it is a bool."""
+    if not isinstance(alone_run, bool):
+        raise TypeError(
+            f"alone_run must be True or False (run the learned optimizer alone as a third "
+            f"run of the guard), got {alone_run!r}.")
+    return alone_run
+
+
 def check_transform(tx: Any, role: str) -> None:
     """Raise unless ``tx`` looks like an optax transform (callable ``init`` and ``update``)."""
     if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
@@ -266,6 +276,7 @@ def loss_guarded(
     check_transform(learned, "learned")
     check_transform(fallback, "fallback")
     settings = check_settings(smoothing, switch_gap, reset_gap)
+    check_alone_run(alone_run)
     learned = optax.with_extra_args_support(learned)
     fallback = optax.with_extra_args_support(fallback)
 

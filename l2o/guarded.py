@@ -31,7 +31,8 @@ import optax
 
 from l2o.base import LearnedOptimizer
 from l2o.guard import (
-    DEFAULT_ALONE_RUN, DEFAULT_SETTINGS, check_settings, check_transform, guarded_update, loss_guarded,
+    DEFAULT_ALONE_RUN, DEFAULT_SETTINGS, check_alone_run, check_settings, check_transform,
+    guarded_update, loss_guarded,
     resolve_next_loss_fn,
 )
 from l2o.guard_state import GuardState, init_guard_state
@@ -78,6 +79,7 @@ class GuardedOptimizer(LearnedOptimizer):
         if not isinstance(self.fallback, OptaxSpec):
             check_transform(self.fallback, "fallback")
         check_settings(self.smoothing, self.switch_gap, self.reset_gap)
+        check_alone_run(self.alone_run)
 
     @property
     def fallback_transform(self) -> optax.GradientTransformation:

@@ -245,6 +245,11 @@ def test_settings_are_validated_and_reach_the_optax_form(monkeypatch):
            ({"reset_gap": 1.0}, r"reset_gap must be a float in \[0, 1\)"),
            ({"switch_gap": -0.1}, "switch_gap must be a float"),
            ({"switch_gap": 0.2, "reset_gap": 0.1}, "switch_gap must be below reset_gap")]
+    for kwargs in ({"alone_run": "yes"}, {"alone_run": 1}):
+        with pytest.raises(TypeError, match="alone_run must be True or False"):
+            loss_guarded(optax.sgd(0.1), optax.sgd(0.1), **kwargs)
+        with pytest.raises(TypeError, match="alone_run must be True or False"):
+            GuardedOptimizer(l2o.MLPOptimizer(), **kwargs)
     for kwargs, match in bad:
         with pytest.raises(ValueError, match=match):
             loss_guarded(optax.sgd(0.1), optax.sgd(0.1), **kwargs)
