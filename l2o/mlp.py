@@ -21,6 +21,10 @@ it has RMS ``step_mult`` in every tensor whatever the network outputs; ``fan_in_
 of a tensor (learned, nominal and weight-decay terms) by ``fan_in^-1/2`` or ``fan_in^-1``
 (`fan_in`: product of all but the last axis of a >= 2-d tensor, 1 for vectors). The small
 configs 2x8 and 2x16 are named in `PRESETS` (``l2o.registry.get("mlp-2x8")``).
+``lr_adapt`` (a rate, 0 = off) multiplies the nominal term's learning rate of each tensor
+by exp(s), with s moved every step by ``lr_adapt`` times the cosine between the new
+gradient and the previous nominal direction (`l2o.hypergradient`): the step size of each
+tensor adapts within a run, so one meta-learned ``log_lr`` need not suit every problem.
 ``loss_decays`` (e.g. ``(0.5, 0.9, 0.99)``; empty by default) adds loss features shared by
 every coordinate, like the progress features (Celo / VeLO read the loss to set their own
 step size): with l = log(loss), for each decay c the EMA e_c <- c e_c + (1 - c) l (started
@@ -73,6 +77,7 @@ from flax import struct
 from l2o import features as F
 from l2o.features import FAN_IN_SCALINGS, fan_in  # noqa: F401  (re-exported)
 from l2o import flat
+from l2o import hypergradient as HG
 from l2o.base import LearnedOptimizer
 from l2o.validation import check_chunk_size, check_num_steps, check_update_inputs
 
@@ -99,6 +104,8 @@ class MLPOptState:
         accumulator of g^2.
       loss_stats: with ``loss_decays``, float32 ``(len(loss_decays) + 1,)``: the EMAs of
         log(loss), then the first log(loss); None otherwise.
+      lr_offsets: with ``lr_adapt``, pytree like params of float32 scalars: each tensor's
+        log learning-rate offset (`l2o.hypergradient`); None otherwise.
     """
 
     step: jax.Array
@@ -106,6 +113,7 @@ class MLPOptState:
     momenta: Any
     second_moment: Any
     loss_stats: Any = None
+    lr_offsets: Any = None
 
 
 def _check_decays(name: str, decays: tuple[float, ...]) -> None:
@@ -135,6 +143,7 @@ class MLPOptimizer(LearnedOptimizer):
     fan_in_scaling: str = "none"
     loss_decays: tuple[float, ...] = ()
     unroll: bool | None = None
+    lr_adapt: float = 0.0
 
     name: ClassVar[str] = "mlp"
 
@@ -155,6 +164,11 @@ class MLPOptimizer(LearnedOptimizer):
             )
         if self.nominal and not self.nominal_lr > 0:
             raise ValueError(f"nominal_lr must be > 0; got {self.nominal_lr}.")
+        if not (isinstance(self.lr_adapt, (int, float)) and 0.0 <= self.lr_adapt < 10.0):
+            raise ValueError(f"lr_adapt must be a number in [0, 10) (0: off); got {self.lr_adapt!r}.")
+        if self.lr_adapt and not self.nominal:
+            raise ValueError("lr_adapt adapts the nominal Adam term's learning rate; it needs "
+                             "nominal=True (or set lr_adapt=0).")
         check_chunk_size(self.chunk_size)
         F.check_fan_in_scaling(self.fan_in_scaling)
         if self.unroll not in (None, True, False):
@@ -239,6 +253,8 @@ class MLPOptimizer(LearnedOptimizer):
             second_moment=jax.tree.unflatten(layout.treedef, leaves),
             loss_stats=(jnp.zeros((len(self.loss_decays) + 1,), jnp.float32)
                         if self.loss_decays else None),
+            lr_offsets=(jax.tree.unflatten(layout.treedef, [jnp.zeros((), jnp.float32)] * len(leaves))
+                        if self.lr_adapt else None),
         )
 
     def update(
@@ -280,9 +296,15 @@ class MLPOptimizer(LearnedOptimizer):
         # overwrite a donated state in place); the matmul form on flat (F, n) features. A
         # leaf that fits in one block keeps its features; a larger one recomputes them
         # block by block below.
-        leaves, sums = [], []
-        for grad, param, m, v in zip(jax.tree.leaves(grads), jax.tree.leaves(params),
-                                     jax.tree.leaves(state.momenta), second_moments):
+        if self.lr_adapt and state.lr_offsets is None:
+            raise ValueError(f"the state has no lr_offsets but {self!r} adapts its learning rate "
+                             "(lr_adapt); make the state with this optimizer's init.")
+        offsets = (jax.tree.leaves(state.lr_offsets) if self.lr_adapt
+                   else [None] * len(second_moments))
+        leaves, sums, new_offsets = [], [], []
+        for grad, param, m, v, offset in zip(jax.tree.leaves(grads), jax.tree.leaves(params),
+                                             jax.tree.leaves(state.momenta), second_moments,
+                                             offsets):
             g = F.sanitize(jnp.asarray(grad, jnp.float32), F.GRAD_LIMIT)
             p = F.sanitize(jnp.asarray(param, jnp.float32), F.GRAD_LIMIT)
             if unrolled:
@@ -291,6 +313,12 @@ class MLPOptimizer(LearnedOptimizer):
                 g, p, v = jnp.ravel(g), jnp.ravel(p), jnp.ravel(v)
                 m = m.reshape(decays.shape[0], -1)
                 leaf_decays = decays
+            if self.lr_adapt:  # the previous step's nominal direction, from the old state
+                i = self.momentum_decays.index(self.nominal_beta1)
+                previous = F.adam_direction(m[i], v, jnp.maximum(t - 1.0, 1.0),
+                                            self.nominal_beta1, beta2, self.eps)
+                offset = HG.adapt(offset, HG.agreement(g, previous), self.lr_adapt)
+            new_offsets.append(offset)
             m = leaf_decays * m + (1.0 - leaf_decays) * g
             v = beta2 * v + (1.0 - beta2) * jnp.square(g)
             blocked = not unrolled and flat.is_blocked(g.shape[0], chunk_size)
@@ -314,7 +342,7 @@ class MLPOptimizer(LearnedOptimizer):
             progress = jnp.concatenate([progress, shared])
         bias = first["b"] + progress @ first["w"][self.num_features :]
 
-        def columns(scale, x, p, m, v):
+        def columns(scale, x, p, m, v, offset):
             """Step of R coordinates from their raw features x (F, R) (feature-major), the
             params p (R,) and the new accumulators m (K, R), v (R,); for the unrolled
             network x is `features`' groups and p, m, v keep the leaf's shape."""
@@ -334,6 +362,8 @@ class MLPOptimizer(LearnedOptimizer):
             if self.nominal:
                 i = self.momentum_decays.index(self.nominal_beta1)
                 lr = base_lr * jnp.exp(jnp.clip(out[2], -EXP_LIMIT, EXP_LIMIT))
+                if offset is not None:
+                    lr = lr * jnp.exp(offset)
                 direction = F.adam_direction(m[i], v, t, self.nominal_beta1, beta2, self.eps)
                 delta = delta + lr * direction
             if self.weight_decay:
@@ -343,12 +373,14 @@ class MLPOptimizer(LearnedOptimizer):
             return -jnp.nan_to_num(delta)
 
         updates, momenta, second_moment = [], [], []
-        for scale, (x, g, p, m, v), shape, dtype in zip(scales, leaves, layout.shapes, layout.dtypes):
+        for scale, (x, g, p, m, v), offset, shape, dtype in zip(
+                scales, leaves, new_offsets, layout.shapes, layout.dtypes):
             if x is None:
-                block = lambda g, p, m, v, s=scale: columns(s, features(g, p, m, v), p, m, v)  # noqa: E731
+                block = lambda g, p, m, v, s=scale, o=offset: columns(  # noqa: E731
+                    s, features(g, p, m, v), p, m, v, o)
                 delta = flat.map_rows(block, g, p, m, v, chunk_size=chunk_size, axis=-1)
             else:
-                delta = columns(scale, x, p, m, v)
+                delta = columns(scale, x, p, m, v, offset)
             if self.normalize_update:
                 learned, rest = delta
                 mean_square = F.row_sums_of_squares(learned[None])[0] / learned.size
@@ -362,7 +394,8 @@ class MLPOptimizer(LearnedOptimizer):
             second_moment.append(v.reshape(shape))
         treedef = layout.treedef
         new_state = MLPOptState(step, state.num_steps, jax.tree.unflatten(treedef, momenta),
-                                jax.tree.unflatten(treedef, second_moment), loss_stats)
+                                jax.tree.unflatten(treedef, second_moment), loss_stats,
+                                jax.tree.unflatten(treedef, new_offsets) if self.lr_adapt else None)
         return jax.tree.unflatten(treedef, updates), new_state
 
     def _loss_features(self, state: MLPOptState, loss: jax.Array) -> tuple[jax.Array, jax.Array]:
