@@ -169,20 +169,26 @@ def run_suite(
     num_evals: int = 10,
     key: jax.Array | None = None,
     progress: bool = True,
+    problem_set: Any = None,
 ) -> SuiteResults:
     """Run the suite (module doc) and return every curve and metric.
 
     Args:
       optimizers: row name -> an optax transform or a callable ``num_steps -> transform``
         (``lambda n: lopt.as_optax(theta, num_steps=n)``); may be empty.
-      problems: names from ``tasks.heldout.names()`` (default: all).
+      problems: names from ``problem_set.names()`` (default: all).
       steps, num_seeds: the budget of every run.
       guard: also run each learned row under the loss guard (row ``"<name>+guard"``).
       baselines: tuned baselines; must include ``"adam"`` (the reference).
       grids: baseline name -> grid axes replacing ``SUITE_GRIDS``/the registry's grid.
       key: PRNG key of the seeds (default ``PRNGKey(0)``); every row shares it.
+      problem_set: a module like ``tasks.heldout`` (the default): ``names``, ``get``,
+        ``family`` and ``describe`` of its problems; ``tasks.training_problems`` runs the
+        same protocol on the meta-training distribution.
     """
     from tasks import heldout
+
+    heldout = heldout if problem_set is None else problem_set
 
     problems = heldout.names() if problems is None else list(problems)
     for name in problems:
@@ -203,7 +209,8 @@ def run_suite(
     key = jax.random.PRNGKey(0) if key is None else key
     start = time.perf_counter()
     stages = len(problems) * (len(specs) + len(learned) * (2 if guard else 1))
-    bar = tqdm(total=stages, desc="held-out suite", disable=not progress)
+    bar = tqdm(total=stages, desc=f"{heldout.__name__.rpartition('.')[2]} suite",
+               disable=not progress)
     partial: dict[str, tuple] = {}
 
     def run(make, family, eval_params=None, final_stats=None, grid=None):
@@ -258,7 +265,8 @@ def run_suite(
         for row in row_names
     }
     config = {
-        "suite": "heldout", "problems": problems, "steps": steps, "num_seeds": num_seeds,
+        "suite": heldout.__name__.rpartition(".")[2], "problems": problems, "steps": steps,
+        "num_seeds": num_seeds,
         "guard": guard, "num_evals": num_evals, "reference": REFERENCE,
         "untuned_reference": UNTUNED, "untuned_hparams": suite_point,
         "grids": {name: spec.grid for name, spec in specs.items()},

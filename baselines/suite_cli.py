@@ -33,10 +33,12 @@ def resolve_learned(entries: list[str]) -> dict:
         raise UsageError(f"{err}") from None
 
 
-def parse_problems(text: str | None) -> list[str] | None:
-    """``"a,b"`` -> ``["a", "b"]`` checked against ``tasks.heldout`` (None: the whole suite)."""
+def parse_problems(text: str | None, problem_set=None) -> list[str] | None:
+    """``"a,b"`` -> ``["a", "b"]`` checked against ``problem_set`` (default
+    ``tasks.heldout``; None: the whole suite)."""
     from tasks import heldout
 
+    heldout = heldout if problem_set is None else problem_set
     if not text:
         return None
     problems = [p.strip() for p in text.split(",") if p.strip()]

@@ -76,22 +76,31 @@ def markdown(results: SuiteResults) -> str:
     config, problems = results.config, results.problems
     first = next(iter(problems.values()))
     rows = list(first.rows)
-    lines = [
-        "# Held-out generalisation suite", "",
-        f"{len(problems)} problems that no optimizer was meta-trained on (`tasks.heldout`: "
-        "scikit-learn datasets other than digits, architectures and losses outside the "
-        f"training mixtures), {config['steps']} steps × {config['num_seeds']} seeds each, "
-        "minibatch training (full batch only for the convex problem). Wall time "
-        f"{results.seconds / 60:.1f} min on `{results.device}`.", "",
-        "## Problems", "",
-        "| problem | dataset | architecture | loss | batch | train / test | params |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, problem in problems.items():
-        d = problem.description
-        lines.append(f"| {name} | {d['dataset']} | {d['architecture']} | {d['loss']} | "
-                     f"{d['batch_size']} | {d['num_train']} / {d['num_test']} | "
-                     f"{d['num_params']:,} |")
+    budget = (f"{config['steps']} steps × {config['num_seeds']} seeds each. Wall time "
+              f"{results.seconds / 60:.1f} min on `{results.device}`.")
+    if config.get("suite", "heldout") != "heldout":  # e.g. tasks.training_problems
+        lines = [f"# Suite on `tasks.{config['suite']}`", "",
+                 f"{len(problems)} problems of the meta-training distribution, {budget}", "",
+                 "## Problems", "", "| problem | family | architecture | dataset |",
+                 "|---|---|---|---|"]
+        lines += [f"| {name} | {p.description['family']} | {p.description['architecture']} | "
+                  f"{p.description['dataset']} |" for name, p in problems.items()]
+    else:
+        lines = [
+            "# Held-out generalisation suite", "",
+            f"{len(problems)} problems that no optimizer was meta-trained on (`tasks.heldout`: "
+            "scikit-learn datasets other than digits, architectures and losses outside the "
+            "training mixtures), minibatch training (full batch only for the convex problem), "
+            f"{budget}", "",
+            "## Problems", "",
+            "| problem | dataset | architecture | loss | batch | train / test | params |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, problem in problems.items():
+            d = problem.description
+            lines.append(f"| {name} | {d['dataset']} | {d['architecture']} | {d['loss']} | "
+                         f"{d['batch_size']} | {d['num_train']} / {d['num_test']} | "
+                         f"{d['num_params']:,} |")
     untuned = _hparams(config["untuned_hparams"])
     lines += [
         "", "## Summary over problems", "",
@@ -125,9 +134,11 @@ def markdown(results: SuiteResults) -> str:
     lines += ["", "## Per problem"]
     for name, problem in problems.items():
         d = problem.description
-        lines += ["", f"### {name}", "",
-                  f"{d['dataset']}, {d['architecture']}, {d['loss']}, batch {d['batch_size']}, "
-                  f"{d['num_train']} train / {d['num_test']} test examples.", "",
+        about = (f"{d['dataset']}, {d['architecture']}, {d['loss']}, batch {d['batch_size']}, "
+                 f"{d['num_train']} train / {d['num_test']} test examples." if "loss" in d
+                 else f"{d['family']}, {d['architecture']}, {d['dataset']} (one task: "
+                 f"`{d['example_task']}`).")
+        lines += ["", f"### {name}", "", about, "",
                   "| optimizer | hyper-parameters | final train loss | test loss | test accuracy "
                   "| steps to Adam's final | speedup | diverged | guard: learned steps, resets |",
                   "|---|---|---|---|---|---|---|---|---|"]

@@ -42,7 +42,8 @@ from benchmarks.models import Model, conv_classifier, mlp_classifier, random_bat
 from l2o import GuardedOptimizer
 
 # Shipped learned optimizers timed with their own config and meta-parameters.
-SHIPPED: tuple[str, ...] = ("mlp-generalist-log", "mlp-generalist-2x16-best", "lstm-generalist")
+SHIPPED: tuple[str, ...] = ("mlp-generalist-log", "mlp-generalist-2x16-best",
+                            "mlp-generalist-2x16-hd", "lstm-generalist")
 OPTIMIZERS: tuple[str, ...] = (
     "adam", "lion", "lookahead", "mlp", "mlp-2x16", "mlp-2x8", "lstm", *SHIPPED,
     "guarded_mlp", "guarded_lstm", "shadowguarded_mlp", "shadowguarded_lstm",

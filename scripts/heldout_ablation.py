@@ -3,7 +3,9 @@ meta-parameters: ``python scripts/heldout_ablation.py RECIPE [VARIANT ...]``.
 
 Each VARIANT is ``label:key=value[,key=value...]`` (values in JSON, e.g.
 ``no-norm:normalize_update=false`` or ``fan-in-none:fan_in_scaling="none"``) and overrides
-the recipe's ``lopt_config``; the recipe's own config is always the row ``base``. Every
+the recipe's ``lopt_config``; the recipe's own config is always the row ``base``.
+``--training`` runs the same protocol on ``tasks.training_problems`` (the meta-training
+distribution) instead: choose options there, then measure them once on the suite. Every
 row starts from ``init_meta_params(fold_in(PRNGKey(seed), 1))``, the point meta-training
 of that recipe starts from, so the table measures what each option gives before any
 meta-training. ``--trained LABEL=FILE`` adds meta-trained optimizers (files written by
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trained", action="append", default=[], metavar="LABEL=FILE",
                         help="a meta-trained optimizer file as a further row (repeatable)")
     parser.add_argument("--problems", default=None, help="comma-separated problem names")
+    parser.add_argument("--training", action="store_true",
+                        help="run on tasks.training_problems (the meta-training distribution, "
+                        "where options may be chosen) instead of the held-out suite")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="runs/heldout_ablation", help="output directory")
@@ -105,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import l2o
     from baselines import suite, suite_report
-    from baselines.suite_cli import parse_problems
+    from baselines.suite_cli import UsageError, parse_problems
+    from tasks import heldout, training_problems
 
     for item in args.trained:
         label, eq, file = item.partition("=")
@@ -113,9 +119,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--trained {item!r}: expected a new LABEL=FILE.")
         lopt, theta, _ = l2o.load(file)
         rows[label] = lambda n, lopt=lopt, theta=theta: lopt.as_optax(theta, num_steps=n)
-    results = suite.run_suite(rows, parse_problems(args.problems), steps=args.steps,
-                              num_seeds=args.seeds, baselines=("adam",),
-                              key=jax.random.PRNGKey(0))
+    problem_set = training_problems if args.training else heldout
+    try:
+        problems = parse_problems(args.problems, problem_set)
+    except UsageError as err:
+        raise SystemExit(str(err)) from None
+    results = suite.run_suite(rows, problems, steps=args.steps, num_seeds=args.seeds,
+                              baselines=("adam",), key=jax.random.PRNGKey(0),
+                              problem_set=problem_set)
     paths = suite_report.write_report(results, args.out)
     print(f"wrote {paths['markdown']} ({results.device}, {results.seconds:.0f} s)")
     for row, a in results.aggregates.items():

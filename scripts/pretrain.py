@@ -10,10 +10,11 @@ from its latest checkpoint (bit-identically; e.g. with ``--set outer_steps=...``
 further; the provenance's wall time adds up over the resumed sessions).
 
 A recipe may carry ``ship_overrides``: fields of the optimizer's own config that the
-shipped file sets differently from meta-training, for what changes only how the update is
+shipped file sets differently from meta-training, for what changes how the update is
 computed, not theta (e.g. ``{"unroll": null}``: meta-trained in the MLP's matmul form,
-which compiles fast on a large mixture, shipped in the automatic form, which steps fast);
-the provenance records them.
+which compiles fast on a large mixture, shipped in the automatic form, which steps fast),
+or a hand-designed rule outside theta added after meta-training (``{"lr_adapt": 0.1}``,
+whose rate was chosen on ``tasks.training_problems``); the provenance records them.
 
 Run directories go to ``--runs`` (default ``runs/pretrain``, or ``DEST/runs`` when
 ``--dest`` is given, so that a quick check written elsewhere leaves the recipe's real run

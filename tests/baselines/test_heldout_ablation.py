@@ -57,3 +57,16 @@ def test_script_runs_the_suite_on_a_recipe(tmp_path):
     assert list(data["aggregates"]) == ["adam", "adam@suite", "base", "plain"]
     with pytest.raises(SystemExit, match="no recipe 'nope'"):
         script.main(["nope"])
+
+
+def test_script_runs_on_the_training_problems(tmp_path):
+    """``--training``: the same protocol on tasks.training_problems, named in the report."""
+    script = load_script("heldout_ablation")
+    assert script.main(["mlp-generalist-2x16-best", "adapt:lr_adapt=0.1", "--training",
+                        "--problems", "teacher-regression", "--steps", "6", "--seeds", "1",
+                        "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert list(data["aggregates"]) == ["adam", "adam@suite", "base", "adapt"]
+    assert "tasks.training_problems" in (tmp_path / "report.md").read_text()
+    with pytest.raises(SystemExit, match="unknown training problem 'iris-elu'"):
+        script.main(["mlp-generalist-log", "--training", "--problems", "iris-elu"])

@@ -224,3 +224,14 @@ def test_compare_cli_runs_the_suite(tmp_path, capsys):
     mine = str(tmp_path / "mine")  # labelled by its path: two runs' theta files stay apart
     assert list(data["aggregates"]) == ["adam", "lion", "lookahead", "adam@suite", mine]
     assert mine in capsys.readouterr().out
+
+
+def test_training_problems_have_the_heldout_interface_and_are_not_heldout():
+    from tasks import heldout, training_problems
+
+    assert not set(training_problems.names()) & set(heldout.names())
+    d = training_problems.describe("mlp-digits-32")
+    assert d["name"] == "mlp-digits-32" and d["dataset"] == "digits"
+    assert training_problems.family("logreg-digits").name == "logreg-digits"
+    with pytest.raises(KeyError, match="Did you mean 'ae-digits'"):
+        training_problems.get("ae-digit")
