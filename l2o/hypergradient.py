@@ -37,3 +37,27 @@ def adapt(offset: jax.Array, agree: jax.Array, rate: float) -> jax.Array:
     a non-finite agreement leaves the offset unchanged."""
     agree = jnp.where(jnp.isfinite(agree), agree, 0.0)
     return jnp.clip(offset + rate * agree, -LIMIT, LIMIT)
+
+
+def check_rate(rate: float, nominal: bool) -> None:
+    """Raise `ValueError` unless ``rate`` is a number in [0, 10) and, when it is not 0,
+    the optimizer has a nominal term (``nominal``) to adapt."""
+    if isinstance(rate, bool) or not (isinstance(rate, (int, float)) and 0.0 <= rate < 10.0):
+        raise ValueError(f"lr_adapt must be a number in [0, 10) (0: off); got {rate!r}.")
+    if rate and not nominal:
+        raise ValueError("lr_adapt adapts the nominal Adam term's learning rate; it needs "
+                         "the nominal term (or set lr_adapt=0).")
+
+
+def adapt_flat(offsets: jax.Array, grad: jax.Array, previous: jax.Array,
+               sizes: tuple[int, ...], rate: float) -> tuple[jax.Array, jax.Array]:
+    """`adapt` for tensors stored end to end in flat ``(N,)`` vectors of the given
+    ``sizes``: returns the new ``(len(sizes),)`` offsets and the ``(N,)`` per-coordinate
+    multiplier exp(offset of its tensor)."""
+    bounds = [0]
+    for size in sizes:
+        bounds.append(bounds[-1] + size)
+    agree = jnp.stack([agreement(grad[a:b], previous[a:b]) for a, b in zip(bounds, bounds[1:])])
+    offsets = adapt(offsets, agree, rate)
+    multiplier = jnp.repeat(jnp.exp(offsets), jnp.asarray(sizes), total_repeat_length=bounds[-1])
+    return offsets, multiplier

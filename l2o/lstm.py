@@ -23,7 +23,8 @@ head a = h_L w_lr + b_lr (zero at init)::
 
     update = -exp(log_lr + a) * m_hat / (sqrt(v_hat) + 1e-8) + output_scale * (h_L w_out + b_out)
 
-``log_lr`` is a meta-parameter initialised to log(nominal_lr). ``fan_in_scaling``
+``log_lr`` is a meta-parameter initialised to log(nominal_lr); ``lr_adapt`` adapts each
+tensor's nominal learning rate within a run as in `l2o.mlp` (`l2o.hypergradient`). ``fan_in_scaling``
 ("none", "inverse_sqrt", "inverse"; muLO) multiplies each tensor's whole update by
 ``fan_in^-1/2`` or ``fan_in^-1`` (`l2o.features.fan_in`). Without the nominal term the
 state's ``adam_m``/``adam_v`` are None, and the update is the LSTM's output alone;
@@ -44,6 +45,7 @@ from flax import struct
 
 from l2o import features as F
 from l2o import flat
+from l2o import hypergradient as HG
 from l2o.base import LearnedOptimizer
 from l2o.validation import check_chunk_size, check_num_steps, check_update_inputs
 
@@ -64,6 +66,8 @@ class LSTMOptState:
       cell: (N, L, H) float32 cell states.
       momentum: (N,) float32 gradient momentum (zeros unless momentum_decay is set).
       adam_m, adam_v: (N,) float32 accumulators of the nominal Adam term (None without it).
+      lr_offsets: with ``lr_adapt``, (num_tensors,) float32 log learning-rate offsets of
+        the nominal term (`l2o.hypergradient`); None otherwise.
     """
 
     step: jax.Array
@@ -73,6 +77,7 @@ class LSTMOptState:
     momentum: jax.Array
     adam_m: jax.Array = None
     adam_v: jax.Array = None
+    lr_offsets: jax.Array = None
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -90,6 +95,7 @@ class LSTMOptimizer(LearnedOptimizer):
     progress_scales: tuple[float, ...] = ()
     nominal_lr: float | None = None
     fan_in_scaling: str = "none"
+    lr_adapt: float = 0.0
 
     name: ClassVar[str] = "lstm"
     NOMINAL_BETAS: ClassVar[tuple[float, float]] = (0.9, 0.999)
@@ -114,6 +120,7 @@ class LSTMOptimizer(LearnedOptimizer):
         if self.nominal_lr is not None and not self.nominal_lr > 0:
             raise ValueError(f"nominal_lr must be None or > 0; got {self.nominal_lr!r}.")
         F.check_fan_in_scaling(self.fan_in_scaling)
+        HG.check_rate(self.lr_adapt, self.nominal_lr is not None)
 
     @property
     def uses_loss(self) -> bool:
@@ -174,7 +181,8 @@ class LSTMOptimizer(LearnedOptimizer):
         """Zero hidden/cell states, one row per coordinate of ``params``."""
         del theta
         check_num_steps(num_steps, "LSTMOptimizer.init")
-        n = flat.tree_layout(params).num_coordinates
+        layout = flat.tree_layout(params)
+        n = layout.num_coordinates
         zeros = jnp.zeros((n, self.num_layers, self.hidden_size), jnp.float32)
         # None without the nominal term: no extra leaves, the plain LSTM's state as before.
         adam = jnp.zeros((n,), jnp.float32) if self.nominal_lr is not None else None
@@ -186,6 +194,7 @@ class LSTMOptimizer(LearnedOptimizer):
             momentum=jnp.zeros((n,), jnp.float32),
             adam_m=adam,
             adam_v=adam,
+            lr_offsets=(jnp.zeros((len(layout.sizes),), jnp.float32) if self.lr_adapt else None),
         )
 
     def update(
@@ -238,25 +247,37 @@ class LSTMOptimizer(LearnedOptimizer):
 
         chunk_size = flat.resolve_chunk_size(self.chunk_size)
         out, hidden, cell = flat.map_rows(rows, x, state.hidden, state.cell, chunk_size=chunk_size)
-        adam_m, adam_v = state.adam_m, state.adam_v
+        adam_m, adam_v, lr_offsets = state.adam_m, state.adam_v, state.lr_offsets
         if nominal:
-            out, adam_m, adam_v = self._nominal(theta, state, g, out[:, 0], out[:, 1])
+            out, adam_m, adam_v, lr_offsets = self._nominal(theta, state, g, out[:, 0], out[:, 1],
+                                                            tuple(layout.sizes))
         updates = flat.unflatten(out, layout)
         if self.fan_in_scaling != "none":
             updates = jax.tree.map(
                 lambda u: (u * F.fan_in_multiplier(u.shape, self.fan_in_scaling)).astype(u.dtype),
                 updates)
         new_state = LSTMOptState(state.step + 1, state.num_steps, hidden, cell, momentum,
-                                 adam_m, adam_v)
+                                 adam_m, adam_v, lr_offsets)
         return updates, new_state
 
     def _nominal(self, theta: dict, state: LSTMOptState, g: jax.Array, learned: jax.Array,
-                 log_lr_mod: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """``(update, adam_m, adam_v)``: the learned term plus the modulated Adam step."""
+                 log_lr_mod: jax.Array, sizes: tuple[int, ...]) -> tuple[jax.Array, ...]:
+        """``(update, adam_m, adam_v, lr_offsets)``: the learned term plus the modulated
+        Adam step (times each tensor's exp(offset) with ``lr_adapt``)."""
         b1, b2 = self.NOMINAL_BETAS
+        t = (state.step + 1).astype(jnp.float32)
+        offsets, multiplier = state.lr_offsets, None
+        if self.lr_adapt:
+            if offsets is None:
+                raise ValueError(f"the state has no lr_offsets but {self!r} adapts its learning "
+                                 "rate (lr_adapt); make the state with this optimizer's init.")
+            previous = F.adam_direction(state.adam_m, state.adam_v, jnp.maximum(t - 1.0, 1.0),
+                                        b1, b2, self.NOMINAL_EPS)
+            offsets, multiplier = HG.adapt_flat(offsets, g, previous, sizes, self.lr_adapt)
         adam_m = b1 * state.adam_m + (1.0 - b1) * g
         adam_v = b2 * state.adam_v + (1.0 - b2) * jnp.square(g)
-        t = (state.step + 1).astype(jnp.float32)
         log_lr = jnp.clip(theta["log_lr"] + log_lr_mod, -self.EXP_LIMIT, self.EXP_LIMIT)
         step = jnp.exp(log_lr) * F.adam_direction(adam_m, adam_v, t, b1, b2, self.NOMINAL_EPS)
-        return jnp.nan_to_num(learned - step), adam_m, adam_v
+        if multiplier is not None:
+            step = step * multiplier
+        return jnp.nan_to_num(learned - step), adam_m, adam_v, offsets

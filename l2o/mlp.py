@@ -164,11 +164,7 @@ class MLPOptimizer(LearnedOptimizer):
             )
         if self.nominal and not self.nominal_lr > 0:
             raise ValueError(f"nominal_lr must be > 0; got {self.nominal_lr}.")
-        if not (isinstance(self.lr_adapt, (int, float)) and 0.0 <= self.lr_adapt < 10.0):
-            raise ValueError(f"lr_adapt must be a number in [0, 10) (0: off); got {self.lr_adapt!r}.")
-        if self.lr_adapt and not self.nominal:
-            raise ValueError("lr_adapt adapts the nominal Adam term's learning rate; it needs "
-                             "nominal=True (or set lr_adapt=0).")
+        HG.check_rate(self.lr_adapt, self.nominal)
         check_chunk_size(self.chunk_size)
         F.check_fan_in_scaling(self.fan_in_scaling)
         if self.unroll not in (None, True, False):

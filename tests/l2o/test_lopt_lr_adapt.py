@@ -1,5 +1,5 @@
-"""MLPOptimizer(lr_adapt=...): the nominal term's per-tensor learning rate adapted by the
-hypergradient (`l2o.hypergradient`), against a NumPy reference of the formula."""
+"""``lr_adapt`` of the MLP and LSTM optimizers: the nominal term's per-tensor learning rate
+adapted by the hypergradient (`l2o.hypergradient`), against a NumPy reference of the formula."""
 
 import dataclasses
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import l2o
-from l2o import MLPOptimizer, hypergradient
+from l2o import LSTMOptimizer, MLPOptimizer, hypergradient
 
 PARAMS = {"w": 0.3 * jax.random.normal(jax.random.key(2), (6, 4)), "b": jnp.zeros((4,))}
 
@@ -69,6 +69,26 @@ def test_updates_match_reference_formula(unroll):
     assert abs(float(state.lr_offsets["w"] - state.lr_offsets["b"])) > 0.1
 
 
+def test_lstm_updates_match_reference_formula():
+    lopt = LSTMOptimizer(hidden_size=4, num_layers=1, nominal_lr=0.1,
+                         fan_in_scaling="inverse_sqrt", lr_adapt=0.5)
+    theta = lopt.init_meta_params(jax.random.key(0))
+    theta["output"] = jax.tree.map(jnp.zeros_like, theta["output"])  # learned term 0
+    state, update = lopt.init(theta, PARAMS, 20), jax.jit(lopt.update)
+    # the LSTM's state is flat, its tensors in the params' leaf order (b, then w)
+    expected = _reference(0.1, 0.5, {"w": 6, "b": 1}, steps=5)
+    for t, (updates_ref, offsets_ref) in enumerate(expected):
+        updates, state = update(theta, _grads(t), state, PARAMS)
+        for k in PARAMS:
+            np.testing.assert_allclose(updates[k], updates_ref[k], rtol=2e-5, atol=1e-9)
+        np.testing.assert_allclose(state.lr_offsets, [offsets_ref["b"], offsets_ref["w"]],
+                                   rtol=1e-5, atol=1e-7)
+    assert abs(float(state.lr_offsets[1])) > 0.2
+    assert LSTMOptimizer(nominal_lr=0.1).init(theta, PARAMS, 5).lr_offsets is None
+    with pytest.raises(ValueError, match="needs the nominal term"):
+        LSTMOptimizer(lr_adapt=0.1)
+
+
 def test_off_by_default_and_same_updates_as_before():
     lopt = MLPOptimizer(hidden_sizes=(8, 8), nominal_lr=0.1, fan_in_scaling="inverse_sqrt")
     assert lopt.lr_adapt == 0.0 and lopt.init(_silent(lopt), PARAMS, 20).lr_offsets is None
@@ -106,7 +126,8 @@ def test_config_round_trip_and_optax(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     ({"lr_adapt": -0.1}, "lr_adapt must be a number in"),
     ({"lr_adapt": "fast"}, "lr_adapt must be a number in"),
-    ({"lr_adapt": 0.1, "nominal": False}, "needs nominal=True"),
+    ({"lr_adapt": True}, "lr_adapt must be a number in"),
+    ({"lr_adapt": 0.1, "nominal": False}, "needs the nominal term"),
 ])
 def test_bad_lr_adapt_is_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
