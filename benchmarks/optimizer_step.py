@@ -43,7 +43,7 @@ from l2o import GuardedOptimizer
 
 # Shipped learned optimizers timed with their own config and meta-parameters.
 SHIPPED: tuple[str, ...] = ("mlp-generalist-log", "mlp-generalist-2x16-best",
-                            "mlp-generalist-2x16-hd", "lstm-generalist")
+                            "mlp-generalist-2x16-hd", "lstm-generalist", "lstm-generalist-hd")
 OPTIMIZERS: tuple[str, ...] = (
     "adam", "lion", "lookahead", "mlp", "mlp-2x16", "mlp-2x8", "lstm", *SHIPPED,
     "guarded_mlp", "guarded_lstm", "shadowguarded_mlp", "shadowguarded_lstm",

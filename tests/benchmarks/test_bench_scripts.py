@@ -101,6 +101,7 @@ def test_state_bytes_match_formulas():
     # lr_adapt: one float32 log learning-rate offset per tensor (4 tensors here)
     assert states["mlp-generalist-2x16-hd"]["bytes"] == states["mlp-generalist-log"]["bytes"] + 4 * 4
     assert states["lstm-generalist"]["bytes"] == 4 * (2 * 8 + 1 + 2) * n + 8
+    assert states["lstm-generalist-hd"]["bytes"] == states["lstm-generalist"]["bytes"] + 4 * 4
     # The guard adds Adam's state, five counters, two flags, three losses, the running gap
     # and three running means; its paired runs the fallback and learned runs' params and
     # gradients, and the alone run's params, gradients and learned state.

@@ -167,7 +167,8 @@ def test_load_returns_a_typed_record_with_the_horizon(tmp_path):
 
 def test_shipped_optimizers_know_their_horizon():
     horizons = {name: l2o.load_pretrained(name).horizon for name in l2o.list_pretrained()}
-    assert horizons == {"lstm-generalist": 300, "lstm-image": 200, "lstm-quadratic": 100,
+    assert horizons == {"lstm-generalist": 300, "lstm-generalist-hd": 300, "lstm-image": 200,
+                        "lstm-quadratic": 100,
                         "mlp-generalist-2x16-best": 300, "mlp-generalist-2x16-hd": 300,
                         "mlp-generalist-log": 300,
                         "mlp-image": 200, "mlp-quadratic": 100}
