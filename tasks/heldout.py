@@ -43,13 +43,19 @@ def names() -> list[str]:
     return list(PROBLEMS)
 
 
+def lookup(problems: dict[str, Any], name: str, unknown: str) -> Any:
+    """``problems[name]``, else ``KeyError("unknown <unknown> 'name'; the suite has [...]")``
+    with the closest name suggested."""
+    if name not in problems:
+        close = difflib.get_close_matches(name, list(problems), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown {unknown} {name!r}; the suite has {list(problems)}.{hint}")
+    return problems[name]
+
+
 def get(name: str) -> TabularConfig:
     """The config of problem ``name``; ``KeyError`` with the valid names otherwise."""
-    if name not in PROBLEMS:
-        close = difflib.get_close_matches(name, names(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown held-out problem {name!r}; the suite has {names()}.{hint}")
-    return PROBLEMS[name]
+    return lookup(PROBLEMS, name, "held-out problem")
 
 
 def family(name: str) -> TaskFamily:

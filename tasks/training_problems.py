@@ -13,12 +13,12 @@ runs either::
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from tasks import registry
 from tasks.base import TaskFamily
 from tasks.describe import describe as describe_family
+from tasks.heldout import lookup
 
 _ACTIVATIONS = ("tanh", "relu", "gelu", "sigmoid")
 PROBLEMS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -39,11 +39,7 @@ def names() -> list[str]:
 def get(name: str) -> tuple[str, dict[str, Any]]:
     """``(registry family, overrides)`` of problem ``name``; ``KeyError`` with the valid
     names otherwise."""
-    if name not in PROBLEMS:
-        close = difflib.get_close_matches(name, names(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown training problem {name!r}; choose from {names()}.{hint}")
-    return PROBLEMS[name]
+    return lookup(PROBLEMS, name, "training problem")
 
 
 def family(name: str) -> TaskFamily:

@@ -52,21 +52,26 @@ def _reference(lr, rate, fan_ins, steps, b1=0.9, b2=0.999, eps=1e-8):
     return out
 
 
+def _check_against_reference(lopt, theta, offsets_by_name):
+    """Five steps of ``lopt`` (learned term silenced) against `_reference`; returns the
+    last state. ``offsets_by_name(state)`` maps the state's offsets to {"w": .., "b": ..}."""
+    state, update = lopt.init(theta, PARAMS, 20), jax.jit(lopt.update)
+    for t, (updates_ref, offsets_ref) in enumerate(_reference(0.1, 0.5, {"w": 6, "b": 1}, 5)):
+        updates, state = update(theta, _grads(t), state, PARAMS)
+        offsets = offsets_by_name(state)
+        for k in PARAMS:
+            np.testing.assert_allclose(updates[k], updates_ref[k], rtol=2e-5, atol=1e-9)
+            np.testing.assert_allclose(offsets[k], offsets_ref[k], rtol=1e-5, atol=1e-7)
+    # the offsets moved (and apart): the test would not pass with lr_adapt ignored
+    assert abs(float(offsets["w"])) > 0.2 and abs(float(offsets["w"] - offsets["b"])) > 0.1
+    return state
+
+
 @pytest.mark.parametrize("unroll", [True, False])
 def test_updates_match_reference_formula(unroll):
     lopt = MLPOptimizer(hidden_sizes=(8, 8), nominal_lr=0.1, fan_in_scaling="inverse_sqrt",
                         lr_adapt=0.5, unroll=unroll)
-    theta = _silent(lopt)
-    state, update = lopt.init(theta, PARAMS, 20), jax.jit(lopt.update)
-    expected = _reference(0.1, 0.5, {"w": 6, "b": 1}, steps=5)
-    for t, (updates_ref, offsets_ref) in enumerate(expected):
-        updates, state = update(theta, _grads(t), state, PARAMS)
-        for k in PARAMS:
-            np.testing.assert_allclose(updates[k], updates_ref[k], rtol=2e-5, atol=1e-9)
-            np.testing.assert_allclose(state.lr_offsets[k], offsets_ref[k], rtol=1e-5, atol=1e-7)
-    # the offsets moved (and apart): the test would not pass with lr_adapt ignored
-    assert abs(float(state.lr_offsets["w"])) > 0.2
-    assert abs(float(state.lr_offsets["w"] - state.lr_offsets["b"])) > 0.1
+    _check_against_reference(lopt, _silent(lopt), lambda state: state.lr_offsets)
 
 
 def test_lstm_updates_match_reference_formula():
@@ -74,16 +79,8 @@ def test_lstm_updates_match_reference_formula():
                          fan_in_scaling="inverse_sqrt", lr_adapt=0.5)
     theta = lopt.init_meta_params(jax.random.key(0))
     theta["output"] = jax.tree.map(jnp.zeros_like, theta["output"])  # learned term 0
-    state, update = lopt.init(theta, PARAMS, 20), jax.jit(lopt.update)
     # the LSTM's state is flat, its tensors in the params' leaf order (b, then w)
-    expected = _reference(0.1, 0.5, {"w": 6, "b": 1}, steps=5)
-    for t, (updates_ref, offsets_ref) in enumerate(expected):
-        updates, state = update(theta, _grads(t), state, PARAMS)
-        for k in PARAMS:
-            np.testing.assert_allclose(updates[k], updates_ref[k], rtol=2e-5, atol=1e-9)
-        np.testing.assert_allclose(state.lr_offsets, [offsets_ref["b"], offsets_ref["w"]],
-                                   rtol=1e-5, atol=1e-7)
-    assert abs(float(state.lr_offsets[1])) > 0.2
+    _check_against_reference(lopt, theta, lambda state: dict(zip(("b", "w"), state.lr_offsets)))
     assert LSTMOptimizer(nominal_lr=0.1).init(theta, PARAMS, 5).lr_offsets is None
     with pytest.raises(ValueError, match="needs the nominal term"):
         LSTMOptimizer(lr_adapt=0.1)
