@@ -128,11 +128,11 @@ def test_top_level_help_lists_commands_and_exit_codes(capsys):
 @pytest.mark.parametrize("command, listed", [
     ("meta-train", ["quadratic", "mlp-digits", "options: dataset", "learned optimizers "
                     "(--lopt): guarded, lstm, mlp", "(default 1500)", "examples:"]),
-    ("compare", ["baselines: adam", "shipped learned optimizers: lstm-generalist, lstm-image", "mlp-digits",
+    ("compare", ["baselines: adam", "shipped learned optimizers: lstm-generalist, lstm-generalist-hd, lstm-image", "mlp-digits",
                  "(default heldout", "examples:"]),
     ("demo", ["task families (--family):", "shipped optimizers (--pretrained):",
               "(default 300)", "examples:"]),
-    ("pretrained", ["shipped optimizers: lstm-generalist, lstm-image", "examples:"]),
+    ("pretrained", ["shipped optimizers: lstm-generalist, lstm-generalist-hd, lstm-image", "examples:"]),
 ])
 def test_subcommand_help_has_lists_defaults_examples_and_no_rst(capsys, command, listed):
     with pytest.raises(SystemExit) as info:
