@@ -27,6 +27,7 @@ EXAMPLES = """examples:
   l2o meta-train --config run.json --set sigma=0.02 --set lopt_config.hidden_sizes=[16,16]
   l2o meta-train --mixture wide --horizon-range 100 2000 --trunc-length 20   # mixture
   l2o meta-train --mixture mixture.json    # [{"family": ..., "weight": ..., "overrides": ...}]
+  l2o meta-train --init-theta lstm-generalist --lopt lstm --set lopt_config.lr_adapt=0.03
   l2o meta-train --resume runs/q --outer-steps 600    # continue a run (bit-identically)
   l2o meta-train --out runs/q --overwrite             # replace an earlier run
   l2o meta-train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   # per host
@@ -39,7 +40,7 @@ _FLAGS = {
     "strategy": "strategy", "outer_steps": "outer_steps", "seed": "seed", "sigma": "sigma",
     "outer_lr": "outer_lr", "horizon": "horizon", "trunc_length": "trunc_length",
     "num_tasks": "num_tasks", "num_pairs": "num_pairs", "tasks": "eval_tasks",
-    "keep": "keep", "num_devices": "num_devices",
+    "keep": "keep", "num_devices": "num_devices", "init_theta": "init_theta",
     "coordinator": "coordinator", "num_processes": "num_processes", "process_id": "process_id",
 }
 
@@ -110,6 +111,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--horizon-range", dest="horizon_range", type=int, nargs=2, metavar=("MIN", "MAX"),
         help="sample each inner run's horizon log-uniformly in [MIN, MAX] (multiples of "
              "--trunc-length)")
+    add("--init-theta", dest="init_theta", metavar="NAME_OR_PATH",
+        help="start from a shipped optimizer (l2o.list_pretrained()) or a saved theta "
+             "instead of a fresh init; --lopt/--set lopt_config must match its architecture")
     add("--num-devices", dest="num_devices", type=int,
         help="devices to shard the population over (default 0: all that divide "
              "2*num_tasks*num_pairs); --set shard=false for one device")

@@ -106,6 +106,10 @@ class Recipe(_Validated):
         each run draws its horizon log-uniformly in that range, rounded to a multiple of
         ``trunc_length``, and the optimizer is told it as ``num_steps``. ``horizon`` stays
         the held-out evaluation's length and the span of the staggered starts.
+      init_theta: None (fresh ``lopt.init_meta_params``) or where meta-training starts
+        from: a shipped optimizer's name or a saved ``theta`` path whose architecture
+        matches ``lopt``/``lopt_config`` (`meta_train.init_theta`). Use it to fine-tune,
+        e.g. a shipped optimizer with ``lr_adapt`` switched on.
     """
 
     family: str = "mlp-digits"
@@ -130,6 +134,7 @@ class Recipe(_Validated):
     mixture: list | None = None
     augment: dict = setting(default_factory=dict)
     horizon_range: list | None = None
+    init_theta: str | None = None
 
     def _normalise(self) -> list[str]:
         errors = super()._normalise()

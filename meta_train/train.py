@@ -36,6 +36,7 @@ from meta_train.checkpoint import (
 )
 from meta_train.config import MetaTrainConfig
 from meta_train.evaluate import evaluate_theta, summarize
+from meta_train.init_theta import initial_theta
 from meta_train.inner import LearnedOptimizerSystem
 from meta_train.interrupt import Interrupted, StopSignals
 from meta_train.metrics_log import MetricsLog
@@ -79,6 +80,8 @@ class Components:
     ``family`` / ``system`` are the (first) training family and its inner system;
     ``families`` / ``systems`` hold one per mixture entry (one for a single family).
     ``estimator`` is an `ESGradientEstimator`, or a `MixtureEstimator` for a mixture.
+    ``init_record`` says where ``theta_init`` came from with ``config.init_theta``
+    (`meta_train.init_theta.initial_theta`; None for a fresh init).
     """
 
     lopt: Any
@@ -89,6 +92,7 @@ class Components:
     theta_init: Any
     families: tuple = ()
     systems: tuple = ()
+    init_record: dict | None = None
 
 
 def build(
@@ -132,7 +136,8 @@ def build(
             horizon_range=None if config.horizon_range is None else tuple(config.horizon_range),
             horizon_multiple=config.trunc_length,
         ) for f in families)
-    theta_init = lopt.init_meta_params(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
+    theta_init, init_record = initial_theta(
+        lopt, config.init_theta, jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
     low_high = max(abs(v) for v in _bounds(config))
     settings = dict(
         strategy=config.strategy, sigma=config.sigma, num_tasks=config.num_tasks,
@@ -150,7 +155,7 @@ def build(
             outer_clip=config.outer_clip,
         )
     return Components(lopt, families[0], heldout, systems[0], estimator, theta_init,
-                      families, systems)
+                      families, systems, init_record)
 
 
 def build_family(config: MetaTrainConfig) -> Any:
@@ -401,7 +406,7 @@ def train(
     }
     steps = int(distributed.to_host(state.step))
     theta_path, kept = run_dir / "theta", selection.candidate(steps, theta, final_eval["trained"])
-    provenance = _provenance(config, steps, wall_time, final_eval)
+    provenance = _provenance(config, steps, wall_time, final_eval, components.init_record)
     if config.keep == "best":
         initial = selection.candidate(0, components.theta_init, final_eval["initial"])
         kept = selection.choose(kept, best, initial)
@@ -429,7 +434,8 @@ def _training_fields(config: MetaTrainConfig) -> str:
     return json.dumps({k: v for k, v in config.to_dict().items() if k not in own}, sort_keys=True)
 
 
-def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eval: dict) -> dict:
+def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eval: dict,
+                init_record: dict | None = None) -> dict:
     device = jax.devices()[0]
     if config.mixture is None:
         family, overrides, first = config.family, config.family_overrides, config.family
@@ -453,6 +459,7 @@ def _provenance(config: MetaTrainConfig, steps: int, wall_time: float, final_eva
         "mixture": config.mixture,
         "augment": config.augment,
         "horizon_range": config.horizon_range,
+        "init_theta": init_record,
         "wall_time_s": float(f"{wall_time:.6g}"),  # a tiny run can take under 5 ms
         "train_device": f"{device.platform}:{device.device_kind} x{jax.device_count()}"
                         + (f" ({jax.process_count()} processes)" if jax.process_count() > 1 else ""),
