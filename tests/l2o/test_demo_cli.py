@@ -75,6 +75,21 @@ def test_demo_config_needs_truncation_dividing_horizon(capsys):
     assert config.tasks == 3 and "--eval-tasks is deprecated; use --tasks" in capsys.readouterr().err
 
 
+def test_demo_defaults_compare_the_shipped_generalists(tmp_path):
+    defaults = DemoConfig().pretrained
+    assert defaults == ("mlp-generalist-2x16-hd", "lstm-generalist-hd")
+    lopt = l2o.MLPOptimizer()
+    path = tmp_path / "theta"
+    l2o.save(path, lopt, lopt.init_meta_params(jax.random.PRNGKey(0)), {})
+    rows, notes = learned_rows(path, defaults)
+    assert notes == [] and list(rows) == ["mlp (demo)", *defaults]
+    params = {"w": jax.numpy.ones((3, 2)), "b": jax.numpy.zeros(2)}
+    for name in defaults:  # both read the loss: value= reaches them through the optax form
+        tx = rows[name](10)
+        updates, _ = tx.update(params, tx.init(params), params, value=jax.numpy.float32(2.0))
+        assert all(bool(jax.numpy.all(jax.numpy.isfinite(u))) for u in jax.tree.leaves(updates))
+
+
 def test_learned_rows_skip_missing_pretrained_with_a_note(tmp_path):
     lopt = l2o.MLPOptimizer()
     path = tmp_path / "theta"
@@ -93,13 +108,14 @@ def test_demo_end_to_end_writes_the_report(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "l2o.app.cli", "demo", "--out", str(out), "--outer-steps", "4",
            "--horizon", "40", "--trunc-length", "20", "--num-tasks", "2", "--num-pairs", "2",
-           "--steps", "40", "--seeds", "2", "--tasks", "2", "--pretrained", "mlp-image"]
+           "--steps", "40", "--seeds", "2", "--tasks", "2", "--pretrained",
+           "mlp-image,mlp-generalist-2x16-hd"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     rows = set(results["rows"])
     assert {"adam", "lion", "lookahead", "mlp (demo)", "mlp (demo)+guard", "mlp-image",
-            "mlp-image+guard"} <= rows
+            "mlp-image+guard", "mlp-generalist-2x16-hd", "mlp-generalist-2x16-hd+guard"} <= rows
     for name in ("report.md", "loss_curves.png", "performance_profile.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "meta-train" / "theta.json").is_file()
